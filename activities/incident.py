@@ -1,0 +1,204 @@
+"""Incident activities: triage (runbook, target, criticality), the runbook planner, verification."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+
+from activities.catalog import Catalog
+from activities.planner import runbook_plan
+from activities.runbooks import match
+from activities.tools import ToolRunner
+from core.config import Settings
+from core.expectations import check_all, stable_values
+from core.models import (
+    Alert,
+    Check,
+    Plan,
+    PlanRequest,
+    Runbook,
+    TargetRef,
+    ToolCall,
+    Triage,
+    VerificationResult,
+    VerifyRequest,
+)
+
+TARGET_LABELS = ("homelab_target", "engine")
+
+
+def resolve_target(
+    settings: Settings, runbook: Runbook, alert: Alert
+) -> tuple[TargetRef | None, list[str]]:
+    """Map an alert's labels to a configured target and resource, or say why not."""
+    service = runbook.service
+    targets = settings.targets(service)
+    labels = alert.labels
+    notes: list[str] = []
+    chosen = None
+    named = next((labels[k] for k in TARGET_LABELS if labels.get(k)), "")
+    if named:
+        chosen = settings.find_target(service, named)
+        if chosen is None:
+            notes.append(f"no such target: no {service} target named {named!r} is configured")
+            return None, notes
+    else:
+        instance = labels.get("instance", "")
+        host = instance.rsplit(":", 1)[0] if instance else ""
+        for target in targets:
+            if instance and (instance in target.instances or host in target.instances):
+                chosen = target
+                break
+        if chosen is None and len(targets) == 1:
+            chosen = targets[0]
+        if chosen is None:
+            why = (
+                f"instance {instance!r} matches no {service} target's `instances`"
+                if targets
+                else f"no {service} targets are configured"
+            )
+            notes.append(f"no such target: {why}")
+            return None, notes
+    resource = next((labels[k] for k in runbook.resource_labels if labels.get(k)), "")
+    if runbook.resource_labels and not resource:
+        notes.append(
+            f"the alert has none of the labels {runbook.resource_labels} naming the resource"
+        )
+        return None, notes
+    return TargetRef(service=service, target=chosen.name, resource=resource), notes
+
+
+class IncidentActivities:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, runner: ToolRunner, runbooks: list[Runbook]
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.runner = runner
+        self.runbooks = runbooks
+
+    @activity.defn(name="incident.triage")
+    async def triage(self, alert: Alert) -> Triage:
+        runbook = match(self.runbooks, alert)
+        settings = self.settings
+        common: dict[str, Any] = {
+            "severity": alert.severity,
+            "approval_timeout": settings.approval.timeout,
+            "approvers": list(settings.approval.approvers),
+            "ui_url": self._ui_url(),
+        }
+        if runbook is None:
+            return Triage(
+                incident_type="unknown",
+                service=alert.labels.get("service", "unknown"),
+                target=None,
+                critical=False,
+                runbook=None,
+                notes=[f"no runbook answers alert {alert.name!r}"],
+                **common,
+            )
+        target, notes = resolve_target(settings, runbook, alert)
+        why = settings.critical_reason(target) if target is not None else ""
+        if why:
+            notes.append(why)
+        return Triage(
+            incident_type=runbook.incident_type,
+            service=runbook.service,
+            target=target,
+            critical=bool(why),
+            runbook=runbook,
+            notes=notes,
+            **common,
+        )
+
+    def _ui_url(self) -> str:
+        base = self.settings.temporal.web_ui()
+        if not base:
+            return ""
+        info = activity.info()
+        return f"{base}/namespaces/{self.settings.temporal.namespace}/workflows/{info.workflow_id}"
+
+    @activity.defn(name="plan.runbook")
+    async def plan(self, request: PlanRequest) -> Plan:
+        return runbook_plan(request, self.catalog)
+
+    async def _run_checks(
+        self, target: TargetRef, checks: list[Check]
+    ) -> tuple[bool, list[dict[str, Any]], list[Any]]:
+        results = await asyncio.gather(
+            *(
+                self.runner.run(ToolCall(tool=c.tool, target=target, params=c.params))
+                for c in checks
+            )
+        )
+        ok_all = True
+        report: list[dict[str, Any]] = []
+        data: list[Any] = []
+        for check, result in zip(checks, results, strict=True):
+            if not result.ok:
+                ok_all = False
+                error = result.error.message if result.error else "failed"
+                report.append(
+                    {"tool": check.tool, "ok": False, "summary": f"{check.tool}: {error}"}
+                )
+                data.append(None)
+                continue
+            ok, reasons = check_all(check.expect, result.data)
+            ok_all = ok_all and ok
+            report.append(
+                {"tool": check.tool, "ok": ok, "summary": f"{check.tool}: " + ", ".join(reasons)}
+            )
+            data.append(result.data)
+        return ok_all, report, data
+
+    @activity.defn(name="incident.verify")
+    async def verify(self, request: VerifyRequest) -> VerificationResult:
+        """Poll until every check passes, then hold for ``stable_for`` with stable values unchanged."""
+        spec = request.spec
+        interval = spec.interval.total_seconds()
+        deadline = time.monotonic() + spec.timeout.total_seconds()
+        while True:
+            ok, report, data = await self._run_checks(request.target, spec.checks)
+            activity.heartbeat("checking")
+            if ok:
+                break
+            if time.monotonic() >= deadline:
+                failing = "; ".join(r["summary"] for r in report if not r["ok"])
+                return VerificationResult(
+                    passed=False, checks=report, detail=f"not met within {spec.timeout}: {failing}"
+                )
+            await asyncio.sleep(interval)
+        first_pass = datetime.now(UTC)
+        baseline = [stable_values(c.expect, d) for c, d in zip(spec.checks, data, strict=True)]
+        end = time.monotonic() + spec.stable_for.total_seconds()
+        while time.monotonic() < end:
+            await asyncio.sleep(min(interval, max(end - time.monotonic(), 0)))
+            ok, report, data = await self._run_checks(request.target, spec.checks)
+            activity.heartbeat("holding")
+            current = [stable_values(c.expect, d) for c, d in zip(spec.checks, data, strict=True)]
+            if not ok or current != baseline:
+                changed = [
+                    f"{k}: {before.get(k)!r} → {now.get(k)!r}"
+                    for before, now in zip(baseline, current, strict=True)
+                    for k in before
+                    if before.get(k) != now.get(k)
+                ]
+                problems = [str(r["summary"]) for r in report if not r["ok"]] + changed
+                return VerificationResult(
+                    passed=False,
+                    checks=report,
+                    first_pass_at=first_pass,
+                    detail=f"did not hold for {spec.stable_for}: " + "; ".join(problems),
+                )
+        return VerificationResult(
+            passed=True,
+            checks=report,
+            first_pass_at=first_pass,
+            verified_at=datetime.now(UTC),
+            detail="all checks passed"
+            + (f" and held for {spec.stable_for}" if spec.stable_for else ""),
+        )

@@ -1,0 +1,52 @@
+"""Incident notifications: a structured log line always, plus every configured channel.
+
+Delivery is best-effort by design: the workflow calls this with a short retry policy and carries on
+if it still fails, so a chat outage never holds an incident up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from temporalio import activity
+
+from core.metrics import NOTIFICATIONS
+from core.models import Notification
+from core.redact import redact_text
+
+log = logging.getLogger("homelab.incidents")
+
+
+class Notifier(Protocol):
+    name: str
+
+    async def send(self, note: Notification) -> None: ...
+
+
+class NotifyActivities:
+    def __init__(self, channels: list[Notifier]) -> None:
+        self.channels = channels
+
+    @activity.defn(name="notify.event")
+    async def notify(self, note: Notification) -> int:
+        """Log the event, deliver it to every channel; raise (to retry) if a channel failed."""
+        if activity.info().attempt == 1:
+            log.info(
+                "%s %s: %s%s",
+                note.workflow_id,
+                note.kind,
+                redact_text(note.title),
+                "".join(f"\n  {redact_text(line)}" for line in note.lines),
+            )
+        failures = []
+        for channel in self.channels:
+            try:
+                await channel.send(note)
+                NOTIFICATIONS.labels(channel.name, "ok").inc()
+            except Exception as exc:
+                NOTIFICATIONS.labels(channel.name, "error").inc()
+                failures.append(f"{channel.name}: {exc}")
+        if failures:
+            raise RuntimeError("; ".join(failures))
+        return len(self.channels)

@@ -1,0 +1,100 @@
+"""The deterministic runbook planner: the floor every LLM provider chain ends on.
+
+Remediations whose ``when`` conditions hold on the gathered evidence become actions, in runbook
+order, with parameters resolved from evidence (``{from: inspect.memory_limit, scale: 2, max: 2g}``).
+The result is validated like any other plan: tools exist, parameters validate, the target is the
+incident's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.catalog import Catalog, ToolFailure
+from core.expectations import _MISSING, check, lookup
+from core.models import Action, Evidence, Hypothesis, Plan, PlanRequest, Runbook, TargetRef
+from core.units import parse_size
+
+
+class ParamError(ValueError):
+    pass
+
+
+def _bound(value: Any) -> float:
+    return float(parse_size(value)) if isinstance(value, str) else float(value)
+
+
+def resolve_param(spec: Any, evidence: dict[str, Evidence]) -> Any:
+    """A literal, or ``{from: key.path, scale?, add?, min?, max?, round_to?}`` over evidence."""
+    if not (isinstance(spec, dict) and "from" in spec):
+        return spec
+    key, _, path = str(spec["from"]).partition(".")
+    source = evidence.get(key)
+    if source is None or not source.ok:
+        raise ParamError(f"evidence {key!r} is unavailable")
+    value = lookup(source.data, path)
+    if value is _MISSING or value is None:
+        raise ParamError(f"evidence {spec['from']!r} has no value")
+    if not any(op in spec for op in ("scale", "add", "min", "max", "round_to")):
+        return value
+    number = float(value) * float(spec.get("scale", 1)) + float(spec.get("add", 0))
+    if "min" in spec:
+        number = max(number, _bound(spec["min"]))
+    if "max" in spec:
+        number = min(number, _bound(spec["max"]))
+    step = float(spec.get("round_to", 1))
+    return int(round(number / step) * step) if isinstance(value, int) or step >= 1 else number
+
+
+def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
+    triage = request.triage
+    runbook: Runbook | None = triage.runbook
+    if runbook is None or triage.target is None:
+        return Plan(source="runbook", escalate=True, notes=list(triage.notes) or ["no runbook"])
+    evidence = {e.key: e for e in request.evidence}
+    notes: list[str] = []
+    actions: list[Action] = []
+    for index, remediation in enumerate(runbook.remediations):
+        if len(actions) >= runbook.max_actions:
+            break
+        unmet = []
+        for condition in remediation.when:
+            source = evidence.get(condition.evidence)
+            if source is None or not source.ok:
+                unmet.append(f"{condition.evidence} unavailable")
+                continue
+            ok, reason = check(condition, source.data)
+            if not ok:
+                unmet.append(reason)
+        if unmet:
+            notes.append(f"skipped {remediation.tool}: {'; '.join(unmet)}")
+            continue
+        try:
+            params = {k: resolve_param(v, evidence) for k, v in remediation.params.items()}
+            catalog.get(remediation.tool).parse_params(params)
+        except (ParamError, ToolFailure) as exc:
+            notes.append(f"skipped {remediation.tool}: {exc}")
+            continue
+        actions.append(
+            Action(
+                id=f"a{index + 1}",
+                tool=remediation.tool,
+                target=TargetRef.model_validate(triage.target.model_dump()),
+                params=params,
+                rationale=remediation.rationale,
+                expected_effect=remediation.expected_effect,
+            )
+        )
+    hypotheses = [
+        Hypothesis(statement=h, evidence=[e.key for e in request.evidence if e.ok], confidence=0.6)
+        for h in runbook.hypotheses
+    ]
+    if not actions:
+        notes.append("no remediation applies to the evidence")
+    return Plan(
+        source=f"runbook:{runbook.name}",
+        hypotheses=hypotheses,
+        actions=actions,
+        confidence=0.7 if actions else 0.3,
+        notes=notes,
+    )

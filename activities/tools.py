@@ -1,0 +1,188 @@
+"""Turns catalog tools into Temporal activities and runs them with typed results.
+
+Each tool is an activity named after it (``docker.start``), so the Web UI's timeline reads like the
+runbook. ``tool.prepare`` captures a write's before-state, exact preview and compensation before
+any gate or execution, so approvals show the real change and the saga can undo it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.catalog import (
+    Catalog,
+    TargetClients,
+    ToolContext,
+    ToolFailure,
+    ToolSpec,
+    call_maybe_async,
+)
+from core.metrics import TOOL_CALLS, TOOL_LATENCY
+from core.models import PreparedWrite, Reversibility, TargetRef, ToolCall, ToolErrorKind, ToolResult
+from core.redact import redact, redact_text
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE_ERROR_TYPE = "ToolUnreachable"
+
+
+class ToolRunner:
+    """Validates a call, resolves its target, runs the tool and types every failure."""
+
+    def __init__(self, catalog: Catalog, clients: TargetClients) -> None:
+        self.catalog = catalog
+        self.clients = clients
+
+    def context(self, spec: ToolSpec, call: ToolCall) -> ToolContext[Any]:
+        if call.target.service != spec.service:
+            raise ToolFailure(
+                ToolErrorKind.INVALID,
+                f"{spec.name} acts on {spec.service} targets, not on {call.target}",
+            )
+        self.clients.target(spec.service, call.target.target)
+        if spec.needs_resource and not call.target.resource:
+            raise ToolFailure(
+                ToolErrorKind.INVALID, f"{spec.name} needs a resource in its target ({call.target})"
+            )
+        params = spec.parse_params(call.params)
+        return ToolContext(
+            ref=call.target,
+            params=params,
+            clients=self.clients,
+            before=call.before,
+            change_id=call.change_id,
+        )
+
+    async def _invoke(self, spec: ToolSpec, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await call_maybe_async(fn, *args)
+        except ToolFailure:
+            raise
+        except Exception as exc:
+            failure = spec.translate(exc) if spec.translate else None
+            if failure is None:
+                raise
+            raise failure from exc
+
+    async def run(self, call: ToolCall, *, raise_transient: bool = False) -> ToolResult:
+        """Run a tool. Transient failures raise (for Temporal to retry) when asked to."""
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            spec = self.catalog.get(call.tool)
+            ctx = self.context(spec, call)
+            if spec.is_write and call.dry_run:
+                prepared = await self._prepare(spec, ctx)
+                data: dict[str, Any] = {"dry_run": True, "preview": prepared.preview}
+            else:
+                data = await self._invoke(spec, spec.run, ctx)
+            summary = str(data.pop("_summary", "")) if isinstance(data, dict) else ""
+            return ToolResult(
+                tool=call.tool, target=str(call.target), ok=True, data=redact(data), summary=summary
+            )
+        except ToolFailure as failure:
+            outcome = failure.kind.value
+            if failure.transient and raise_transient:
+                raise ApplicationError(
+                    redact_text(failure.message), type=UNREACHABLE_ERROR_TYPE
+                ) from failure
+            error = failure.to_error()
+            error.message = redact_text(error.message)
+            return ToolResult(tool=call.tool, target=str(call.target), ok=False, error=error)
+        except Exception as exc:  # a bug or an unmapped client error: typed, never data-shaped
+            outcome = "failed"
+            log.exception("tool %s failed unexpectedly", call.tool)
+            return ToolResult(
+                tool=call.tool,
+                target=str(call.target),
+                ok=False,
+                error=ToolFailure(
+                    ToolErrorKind.FAILED, redact_text(f"{type(exc).__name__}: {exc}")
+                ).to_error(),
+            )
+        finally:
+            kind = (
+                self.catalog.get(call.tool).kind.value if call.tool in self.catalog else "unknown"
+            )
+            TOOL_CALLS.labels(call.tool, kind, outcome).inc()
+            TOOL_LATENCY.labels(call.tool).observe(time.monotonic() - started)
+
+    async def _prepare(self, spec: ToolSpec, ctx: ToolContext[Any]) -> PreparedWrite:
+        assert spec.capture is not None and spec.preview is not None
+        before = await self._invoke(spec, spec.capture, ctx)
+        preview = spec.preview(ctx, before)
+        compensation = None
+        reversibility = spec.reversibility
+        if spec.compensate is not None:
+            undo = spec.compensate(ctx, before)
+            if isinstance(undo, tuple):
+                tool, params = undo
+                compensation = ToolCall(tool=tool, target=ctx.ref, params=params, before=None)
+            elif undo is Reversibility.IRREVERSIBLE:
+                reversibility = Reversibility.IRREVERSIBLE
+            elif reversibility is Reversibility.COMPENSATED:
+                reversibility = Reversibility.STATELESS  # nothing changed that needs undoing
+        return PreparedWrite(
+            before=before,
+            preview=preview,
+            noop=bool(spec.is_noop and spec.is_noop(ctx, before)),
+            reversibility=reversibility,
+            compensation=compensation,
+            default_level=spec.level,
+            timeout_seconds=spec.timeout.total_seconds(),
+        )
+
+    async def prepare(self, call: ToolCall) -> PreparedWrite:
+        try:
+            spec = self.catalog.get(call.tool)
+            if not spec.is_write:
+                raise ToolFailure(ToolErrorKind.INVALID, f"{spec.name} is a read tool, not a write")
+            return await self._prepare(spec, self.context(spec, call))
+        except ToolFailure as failure:
+            if failure.transient:
+                raise ApplicationError(
+                    redact_text(failure.message), type=UNREACHABLE_ERROR_TYPE
+                ) from failure
+            return PreparedWrite(
+                preview="",
+                reversibility=Reversibility.IRREVERSIBLE,
+                error=ToolFailure(failure.kind, redact_text(failure.message)).to_error(),
+            )
+
+
+class ToolActivities:
+    """The activity objects a worker registers: one per tool, plus ``tool.prepare``."""
+
+    def __init__(self, runner: ToolRunner) -> None:
+        self.runner = runner
+
+    def _activity_for(self, spec: ToolSpec) -> Callable[..., Any]:
+        runner = self.runner
+        name = spec.name
+
+        async def run_tool(call: ToolCall) -> ToolResult:
+            if call.tool != name:
+                call = call.model_copy(update={"tool": name})
+            return await runner.run(call, raise_transient=True)
+
+        run_tool.__name__ = run_tool.__qualname__ = "run_" + name.replace(".", "_")
+        return activity.defn(name=name)(run_tool)
+
+    def all(self) -> list[Callable[..., Any]]:
+        runner = self.runner
+
+        @activity.defn(name="tool.prepare")
+        async def prepare(call: ToolCall) -> PreparedWrite:
+            return await runner.prepare(call)
+
+        return [prepare, *(self._activity_for(spec) for spec in runner.catalog)]
+
+
+def ref(service: str, target: str, resource: str = "") -> TargetRef:
+    return TargetRef(service=service, target=target, resource=resource)

@@ -1,0 +1,345 @@
+"""Configuration: one YAML file, every key overridable from the environment.
+
+Precedence: ``HOMELAB_*`` environment variables (``__`` for nesting, JSON for lists) over the YAML
+file over the defaults below. Secrets are ``SecretStr`` (never printed) and may come from a
+``*_file`` sibling key instead of the value itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.models import ApprovalMode, RiskLevel, TargetRef
+from core.units import Duration
+
+DEFAULT_CONFIG_PATH = Path("homelab.yaml")
+TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the user (names the key and the file)."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _read_secret_file(path: Path | None, key: str) -> SecretStr | None:
+    if path is None:
+        return None
+    try:
+        return SecretStr(path.read_text().strip())
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read secret file {path}: {exc.strerror}") from exc
+
+
+class TemporalSettings(Section):
+    address: str | None = Field(
+        default=None, description="host:port of a Temporal frontend; unset = embedded dev server"
+    )
+    namespace: str = "default"
+    task_queue: str = "homelab-agents"
+    ip: str = "127.0.0.1"
+    port: int = Field(default=7233, ge=1, le=65535)
+    ui_port: int = Field(default=8233, ge=1, le=65535)
+    ui_url: str | None = Field(default=None, description="Web UI base URL used in links")
+    state_dir: Path = Path(".homelab")
+    dev_server_path: Path | None = None
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    tls: bool = False
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> TemporalSettings:
+        self.api_key = self.api_key or _read_secret_file(self.api_key_file, "temporal.api_key_file")
+        return self
+
+    def web_ui(self) -> str:
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if self.address:
+            return ""
+        return f"http://{self.ip}:{self.ui_port}"
+
+
+class IntakeSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> IntakeSettings:
+        self.token = self.token or _read_secret_file(self.token_file, "intake.token_file")
+        return self
+
+
+class StoreSettings(Section):
+    url: str = Field(
+        default="", description="sqlite:///path or postgresql://...; default in state_dir"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str) -> str:
+        if url and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+
+class MemorySettings(Section):
+    qdrant: str = Field(default="", description="local path or http(s) URL; default in state_dir")
+
+
+class PolicyOverride(Section):
+    """First matching override sets an action's base level (before floors and escalations)."""
+
+    action: str = "*"
+    target: str = "*"
+    level: RiskLevel
+
+
+class ApprovalSettings(Section):
+    mode: ApprovalMode = ApprovalMode.AUTO
+    timeout: Duration = timedelta(minutes=5)
+    approvers: list[str] = Field(default_factory=list)
+    critical: list[str] = Field(
+        default_factory=list, description="target patterns, e.g. docker:*/postgres*"
+    )
+    overrides: list[PolicyOverride] = Field(default_factory=list)
+    max_writes_per_target_per_hour: int = Field(default=6, ge=1)
+    cli_approver: str | None = Field(default=None, description="identity `approve` uses by default")
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
+class TelegramSettings(Section):
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    chat_id: int | None = None
+    base_url: str = "https://api.telegram.org/bot"
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    webhook_secret: SecretStr | None = None
+    callback_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> TelegramSettings:
+        self.token = self.token or _read_secret_file(self.token_file, "telegram.token_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None and self.chat_id is not None
+
+
+class LLMProvider(Section):
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = Field(default=None, description="environment variable with the key")
+    timeout: Duration = timedelta(seconds=30)
+    max_attempts: int = Field(default=2, ge=1, le=10)
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    tier: Literal["cheap", "strong"] = "cheap"
+
+
+class LLMSettings(Section):
+    providers: list[LLMProvider] = Field(default_factory=list)
+    cache_ttl: Duration = timedelta(hours=1)
+    monthly_budget_usd: float = Field(default=1.0, ge=0)
+    evidence_budget_chars: int = Field(default=6000, ge=500)
+
+
+class Target(Section):
+    """Common fields of every named target."""
+
+    name: str = Field(pattern=TARGET_NAME)
+    critical: bool = False
+    instances: list[str] = Field(
+        default_factory=list, description="alert `instance` labels that mean this target"
+    )
+
+
+class DockerTarget(Target):
+    url: str = "unix:///var/run/docker.sock"
+    timeout: float = Field(default=10.0, gt=0)
+    watch_events: bool = True
+
+
+class PostgresTarget(Target):
+    dsn: SecretStr
+    maintenance_dsn: SecretStr | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=5000, ge=100)
+    databases: list[str] = Field(default_factory=list)
+
+
+class HttpTarget(Target):
+    url: str
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> HttpTarget:
+        self.token = self.token or _read_secret_file(self.token_file, f"{self.name}.token_file")
+        return self
+
+
+class WorkerSettings(Section):
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    max_concurrent_activities: int = Field(default=50, ge=1)
+
+
+def _unique_names(targets: list[Any], section: str) -> list[Any]:
+    seen: set[str] = set()
+    for target in targets:
+        if target.name in seen:
+            raise ValueError(f"{section}: target name {target.name!r} appears twice")
+        seen.add(target.name)
+    return targets
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HOMELAB_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    runbook_dirs: list[Path] = Field(default_factory=list)
+    docker: list[DockerTarget] = Field(default_factory=lambda: [DockerTarget(name="local")])
+    postgres: list[PostgresTarget] = Field(default_factory=list)
+    prometheus: list[HttpTarget] = Field(default_factory=list)
+    alertmanager: list[HttpTarget] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings, file_secret_settings)
+
+    @field_validator("docker", "postgres", "prometheus", "alertmanager")
+    @classmethod
+    def _names(cls, targets: list[Any], info: Any) -> list[Any]:
+        return _unique_names(targets, info.field_name)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.temporal.state_dir
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{(self.state_dir / 'homelab.db').resolve()}"
+
+    def targets(self, service: str) -> list[Target]:
+        value = getattr(self, service, None)
+        if not isinstance(value, list):
+            return []
+        return [t for t in value if isinstance(t, Target)]
+
+    def find_target(self, service: str, name: str) -> Target | None:
+        return next((t for t in self.targets(service) if t.name == name), None)
+
+    @property
+    def services(self) -> list[str]:
+        return ["docker", "postgres", "prometheus", "alertmanager"]
+
+    def critical_reason(self, ref: TargetRef) -> str:
+        """Why a target is critical (its ``critical`` flag or an ``approval.critical`` pattern)."""
+        target = self.find_target(ref.service, ref.target)
+        if target is not None and target.critical:
+            return f"target {ref.service}:{ref.target} is marked critical"
+        for pattern in self.approval.critical:
+            if fnmatchcase(str(ref), pattern) or fnmatchcase(
+                f"{ref.service}:{ref.target}", pattern
+            ):
+                return f"target {ref} matches critical pattern {pattern!r}"
+        return ""
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def config_path(explicit: str | Path | None = None) -> tuple[Path, bool]:
+    """The config file to read, and whether the user asked for it explicitly."""
+    if explicit:
+        return Path(explicit), True
+    env = os.environ.get("HOMELAB_CONFIG")
+    if env:
+        return Path(env), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the YAML file (if any) and the environment; raise ConfigError naming the bad key."""
+    file, explicit = config_path(path)
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{file}: not valid YAML{where}: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of sections")
+        data = loaded
+    elif explicit:
+        raise ConfigError(f"config file {file} does not exist")
+    origin = f"{file} + HOMELAB_* environment" if file.exists() else "HOMELAB_* environment"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from exc
+    except ValueError as exc:  # secret file problems and env JSON errors
+        raise ConfigError(f"invalid configuration ({origin}): {exc}") from exc

@@ -1,0 +1,55 @@
+"""The agents' own Prometheus metrics (served by the intake's and the worker's /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+ALERTS_RECEIVED = Counter(
+    "homelab_alerts_received_total",
+    "Alerts received by the intake, by source, status and routing result.",
+    ["source", "status", "result"],
+)
+INTAKE_REJECTED = Counter(
+    "homelab_intake_rejected_total", "Webhook requests or alerts rejected, by reason.", ["reason"]
+)
+INTAKE_LATENCY = Histogram(
+    "homelab_intake_request_seconds", "Time to validate and route one webhook.", buckets=_LATENCY
+)
+TOOL_CALLS = Counter(
+    "homelab_tool_calls_total",
+    "Tool invocations by tool, kind and outcome.",
+    ["tool", "kind", "outcome"],
+)
+TOOL_LATENCY = Histogram(
+    "homelab_tool_duration_seconds", "Tool execution time.", ["tool"], buckets=_LATENCY
+)
+CHANGES = Counter(
+    "homelab_changes_total", "Write attempts recorded in the change log.", ["action", "result"]
+)
+APPROVALS = Counter(
+    "homelab_approvals_total", "Approval outcomes by verdict and channel.", ["verdict", "via"]
+)
+INCIDENTS_CLOSED = Counter(
+    "homelab_incidents_closed_total",
+    "Closed incidents by service and outcome.",
+    ["service", "outcome"],
+)
+INCIDENT_DURATION = Histogram(
+    "homelab_incident_duration_seconds",
+    "Open to close, by outcome.",
+    ["outcome"],
+    buckets=(1, 2, 3, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+WATCHER_EVENTS = Counter(
+    "homelab_docker_events_total", "Docker engine events seen by the watcher.", ["engine", "action"]
+)
+WATCHER_CONNECTED = Gauge(
+    "homelab_docker_watcher_connected",
+    "1 while the events stream of an engine is open.",
+    ["engine"],
+)
+NOTIFICATIONS = Counter(
+    "homelab_notifications_total", "Notifications by channel and outcome.", ["channel", "outcome"]
+)

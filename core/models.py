@@ -1,0 +1,575 @@
+"""Domain models shared by every layer.
+
+They cross process boundaries (HTTP, Temporal payloads, the SQL store), so every field is typed and
+validated here once; the workflow, activities and CLI exchange nothing but these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.units import Duration
+
+
+class Model(BaseModel):
+    """Base for boundary models: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- risk and policy ---------------------------------------------------------------------------
+
+
+class RiskLevel(StrEnum):
+    """Approval levels, ordered from least to most restrictive."""
+
+    NONE = "NONE"
+    SOFT = "SOFT"
+    HARD = "HARD"
+    FORBIDDEN = "FORBIDDEN"
+
+    @property
+    def rank(self) -> int:
+        return _LEVEL_ORDER.index(self)
+
+    def at_least(self, other: RiskLevel) -> RiskLevel:
+        return self if self.rank >= other.rank else other
+
+
+_LEVEL_ORDER = [RiskLevel.NONE, RiskLevel.SOFT, RiskLevel.HARD, RiskLevel.FORBIDDEN]
+
+
+class Reversibility(StrEnum):
+    """What undoing a write means: a compensating action, nothing to undo, or impossible."""
+
+    COMPENSATED = "compensated"
+    STATELESS = "stateless"
+    IRREVERSIBLE = "irreversible"
+
+
+class ApprovalMode(StrEnum):
+    AUTO = "auto"
+    OBSERVE = "observe"
+    MANUAL = "manual"
+
+
+class PolicyDecision(Model):
+    level: RiskLevel
+    dry_run: bool = False
+    reasons: list[str] = Field(default_factory=list)
+
+
+# --- targets and tools -------------------------------------------------------------------------
+
+
+class TargetRef(Model):
+    """A resource on a configured target: ``docker:local/web`` = service, target name, resource."""
+
+    service: str
+    target: str
+    resource: str = ""
+
+    def __str__(self) -> str:
+        base = f"{self.service}:{self.target}"
+        return f"{base}/{self.resource}" if self.resource else base
+
+    @classmethod
+    def parse(cls, text: str) -> TargetRef:
+        service, sep, rest = text.partition(":")
+        if not sep or not service or not rest:
+            raise ValueError(f"target {text!r} is not of the form service:target[/resource]")
+        target, _, resource = rest.partition("/")
+        if not target:
+            raise ValueError(f"target {text!r} names no configured target")
+        return cls(service=service, target=target, resource=resource)
+
+
+class ToolKind(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class ToolErrorKind(StrEnum):
+    """Typed failure classes so callers branch on kind, never on message text."""
+
+    NOT_FOUND = "not_found"
+    INVALID = "invalid"
+    UNREACHABLE = "unreachable"
+    CONFLICT = "conflict"
+    UNSUPPORTED = "unsupported"
+    FAILED = "failed"
+
+
+class ToolError(Model):
+    kind: ToolErrorKind
+    message: str
+
+
+class ToolCall(Model):
+    tool: str
+    target: TargetRef
+    params: dict[str, Any] = Field(default_factory=dict)
+    dry_run: bool = False
+    change_id: str = ""
+    before: dict[str, Any] | None = None
+
+
+class ToolResult(Model):
+    tool: str
+    target: str
+    ok: bool
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: ToolError | None = None
+    summary: str = ""
+
+
+class PreparedWrite(Model):
+    """Before-state, exact dry-run preview and compensation of a write, captured before it runs."""
+
+    before: dict[str, Any] = Field(default_factory=dict)
+    preview: str
+    noop: bool = False
+    reversibility: Reversibility
+    compensation: ToolCall | None = None
+    default_level: RiskLevel = RiskLevel.HARD
+    timeout_seconds: float = 120.0
+    error: ToolError | None = None
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Alert(Model):
+    """One alert, normalised from Alertmanager or from the Docker events watcher."""
+
+    name: str
+    status: AlertStatus
+    fingerprint: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str = ""
+    source: Literal["alertmanager", "docker-events", "manual"] = "alertmanager"
+    received_at: datetime | None = None
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "warning")
+
+
+class AlertmanagerAlert(BaseModel):
+    """One element of ``alerts`` in an Alertmanager webhook v4 payload."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
+    @field_validator("labels")
+    @classmethod
+    def _has_alertname(cls, labels: dict[str, str]) -> dict[str, str]:
+        if not labels.get("alertname"):
+            raise ValueError("labels.alertname is required")
+        return labels
+
+    def to_alert(self, received_at: datetime) -> Alert:
+        ends = self.endsAt if self.endsAt and self.endsAt.year > 1 else None
+        return Alert(
+            name=self.labels["alertname"],
+            status=self.status,
+            fingerprint=self.fingerprint,
+            labels=self.labels,
+            annotations=self.annotations,
+            starts_at=self.startsAt,
+            ends_at=ends,
+            generator_url=self.generatorURL,
+            source="alertmanager",
+            received_at=received_at,
+        )
+
+
+class AlertmanagerEnvelope(BaseModel):
+    """The webhook body without its alerts, which are validated one by one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal["4"]
+    status: AlertStatus
+    receiver: str = ""
+    groupKey: str = ""
+    alerts: list[dict[str, Any]] = Field(min_length=1)
+
+
+# --- incidents ---------------------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    TRIAGE = "Triage"
+    DIAGNOSE = "Diagnose"
+    PLAN = "Plan"
+    GATE = "Gate"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    PAUSED = "Paused"
+    REMEDIATE = "Remediate"
+    VERIFY = "Verify"
+    ROLLBACK = "Rollback"
+    RESOLVED = "Resolved"
+    ESCALATED = "Escalated"
+    CLOSED = "Closed"
+
+
+class Outcome(StrEnum):
+    RESOLVED = "resolved"  # remediated and verified
+    RECOVERED = "recovered"  # verification passed without any write (already fine)
+    ALERT_RESOLVED = "alert_resolved"  # the alert cleared before we acted
+    ESCALATED = "escalated"  # a human must look: no safe fix, denied, failed, rolled back
+    ROLLED_BACK = "rolled_back"
+    DRY_RUN = "dry_run"  # observe mode: plan previewed, nothing changed
+
+
+class Evidence(Model):
+    """A diagnostic result kept under a key the runbook's conditions refer to."""
+
+    key: str
+    tool: str
+    target: str
+    ok: bool
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: ToolError | None = None
+
+
+class Hypothesis(Model):
+    statement: str
+    evidence: list[str] = Field(default_factory=list)
+    confidence: float = Field(default=0.5, ge=0, le=1)
+
+
+class Action(Model):
+    id: str
+    tool: str
+    target: TargetRef
+    params: dict[str, Any] = Field(default_factory=dict)
+    rationale: str = ""
+    expected_effect: str = ""
+
+
+class Expectation(Model):
+    """A condition on a tool result: ``path`` into its data, compared with one operator."""
+
+    path: str
+    equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    not_in: list[Any] | None = None
+    lt: float | None = None
+    le: float | None = None
+    gt: float | None = None
+    ge: float | None = None
+    exists: bool | None = None
+    stable: bool = False
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Condition(Expectation):
+    """An expectation on one piece of diagnostic evidence, named by its runbook key."""
+
+    evidence: str
+
+
+class Check(Model):
+    """A read tool plus the expectations its result must meet."""
+
+    tool: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    expect: list[Expectation] = Field(default_factory=list)
+
+
+class VerificationSpec(Model):
+    checks: list[Check] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=60)
+    interval: Duration = timedelta(milliseconds=250)
+    stable_for: Duration = timedelta(seconds=0)
+
+
+class Plan(Model):
+    source: str
+    hypotheses: list[Hypothesis] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+    confidence: float = Field(default=0.5, ge=0, le=1)
+    notes: list[str] = Field(default_factory=list)
+    escalate: bool = False
+
+
+class ApprovalVerdict(StrEnum):
+    APPROVED = "approved"
+    DENIED = "denied"
+    TIMEOUT = "timeout"
+    NOT_REQUIRED = "not_required"
+    FORBIDDEN = "forbidden"
+
+
+class ApprovalDecision(Model):
+    """A human decision on one gated action, as sent by the CLI, Telegram or ``temporal``."""
+
+    action_id: str = ""
+    approve: bool
+    approver: str = Field(min_length=1, max_length=200)
+    via: str = "update"
+    reason: str = ""
+
+
+class ApprovalSignal(Model):
+    """Payload of the ``approve``/``deny`` signals (``temporal workflow signal --input``)."""
+
+    approver: str = Field(min_length=1, max_length=200)
+    action_id: str = ""
+    reason: str = ""
+
+
+class ApprovalRecord(Model):
+    """What the workflow recorded about a decision attempt (accepted or refused)."""
+
+    action_id: str
+    verdict: ApprovalVerdict
+    approver: str = ""
+    via: str = ""
+    reason: str = ""
+    at: datetime
+    accepted: bool = True
+
+
+class ApprovalRequest(Model):
+    """Everything a human needs to decide on a gated action."""
+
+    incident_id: str
+    workflow_id: str
+    action: Action
+    level: RiskLevel
+    reasons: list[str]
+    preview: str
+    rollback_plan: str
+    deadline: datetime
+
+
+class VerificationResult(Model):
+    passed: bool
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    first_pass_at: datetime | None = None
+    verified_at: datetime | None = None
+    detail: str = ""
+
+
+class ChangeResult(StrEnum):
+    APPLIED = "applied"
+    DRY_RUN = "dry_run"
+    FAILED = "failed"
+    DENIED = "denied"
+    TIMEOUT = "timeout"
+    FORBIDDEN = "forbidden"
+    SKIPPED = "skipped"
+
+
+class ChangeRecord(Model):
+    """One write attempt, as the append-only change log stores it."""
+
+    change_id: str
+    incident_id: str
+    workflow_id: str
+    run_id: str
+    at: datetime
+    step: str
+    action: str
+    target: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    level: RiskLevel
+    level_reasons: list[str] = Field(default_factory=list)
+    approval: ApprovalVerdict
+    approver: str = ""
+    dry_run: bool = False
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    result: ChangeResult
+    error: str = ""
+    preview: str = ""
+    reversibility: Reversibility = Reversibility.STATELESS
+    rollback_action: str = ""
+    rollback_params: dict[str, Any] = Field(default_factory=dict)
+    rollback_of: str = ""
+    rolled_back_by: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Triage(Model):
+    """What the triage activity decided, frozen into history so replays never re-read files."""
+
+    incident_type: str
+    service: str
+    target: TargetRef | None
+    severity: str
+    critical: bool
+    runbook: Runbook | None
+    notes: list[str] = Field(default_factory=list)
+    approval_timeout: Duration
+    approvers: list[str]
+    ui_url: str = ""
+
+
+class RunbookRemediation(Model):
+    tool: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    when: list[Condition] = Field(default_factory=list)
+    rationale: str = ""
+    expected_effect: str = ""
+
+
+class RunbookStep(Model):
+    key: str
+    tool: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Runbook(Model):
+    """Data-only recipe for one class of alert (loaded from YAML)."""
+
+    name: str
+    description: str = ""
+    service: str
+    alerts: list[str]
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    incident_type: str
+    resource_labels: list[str] = Field(default_factory=list)
+    diagnostics: list[RunbookStep] = Field(default_factory=list)
+    remediations: list[RunbookRemediation] = Field(default_factory=list)
+    verification: VerificationSpec = Field(default_factory=VerificationSpec)
+    hypotheses: list[str] = Field(default_factory=list)
+    max_actions: int = Field(default=2, ge=0, le=10)
+
+
+class IncidentInput(Model):
+    alert: Alert
+    dry_run: bool = False
+    rollback_of: str = Field(default="", description="change id to undo (a manual rollback run)")
+
+
+class ActionOutcome(Model):
+    action: Action
+    level: RiskLevel
+    level_reasons: list[str] = Field(default_factory=list)
+    approval: ApprovalVerdict
+    approver: str = ""
+    change_id: str = ""
+    dry_run: bool = False
+    preview: str = ""
+    result: ChangeResult
+    error: str = ""
+    compensation: ToolCall | None = None
+
+
+class IncidentState(Model):
+    """What the workflow exposes through its ``state`` query (and the CLI/UI show)."""
+
+    incident_id: str
+    workflow_id: str
+    alert: Alert
+    phase: Phase
+    opened_at: datetime
+    triage: Triage | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    plan: Plan | None = None
+    actions: list[ActionOutcome] = Field(default_factory=list)
+    pending_approval: ApprovalRequest | None = None
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    verification: VerificationResult | None = None
+    rollbacks: list[str] = Field(default_factory=list)
+    alerts_received: int = 0
+    notifications_sent: int = 0
+    alert_resolved: bool = False
+    paused: bool = False
+    outcome: Outcome | None = None
+    closed_at: datetime | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+Triage.model_rebuild()
+
+
+class PlanRequest(Model):
+    incident_id: str
+    alert: Alert
+    triage: Triage
+    evidence: list[Evidence] = Field(default_factory=list)
+
+
+class VerifyRequest(Model):
+    target: TargetRef
+    spec: VerificationSpec
+
+
+class PolicyRequest(Model):
+    """What the policy needs to know about one write: never anything an LLM supplied."""
+
+    action: str
+    target: TargetRef
+    default_level: RiskLevel
+    reversibility: Reversibility
+    target_critical: bool = False
+
+
+class LockRequest(Model):
+    target: str
+    task_queue: str
+    holder_workflow_id: str
+    request_id: str
+
+
+class Notification(Model):
+    """An incident event for humans (Telegram and logs); delivery never blocks an incident."""
+
+    kind: Literal[
+        "opened",
+        "plan",
+        "approval",
+        "approval_closed",
+        "action",
+        "verification",
+        "rollback",
+        "resolved",
+        "escalated",
+    ]
+    incident_id: str
+    workflow_id: str
+    title: str
+    lines: list[str] = Field(default_factory=list)
+    severity: str = "warning"
+    ui_url: str = ""
+    approval: ApprovalRequest | None = None
+    action_id: str = ""
+    verdict: str = ""
+
+
+class LockState(Model):
+    """Carried across continue-as-new by the per-target lock workflow."""
+
+    target: str = ""
+    queue: list[LockRequest] = Field(default_factory=list)
+
+
+def lock_workflow_id(task_queue: str, target: str) -> str:
+    """One lock per target per deployment (deployments are told apart by task queue)."""
+    return f"target-lock-{task_queue}-{target}"

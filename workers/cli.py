@@ -1,0 +1,498 @@
+"""The `homelab-agents` command line.
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error. Every listing takes ``--json``.
+Client commands end with ``os._exit`` after flushing: the Temporal client can crash the interpreter
+at exit (sdk-python#300), which must never turn a success into a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.config import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="homelab-agents",
+    help="Durable, policy-gated incident response for a self-hosted lab, on Temporal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+incidents_app = typer.Typer(help="List incidents.", no_args_is_help=True)
+incident_app = typer.Typer(help="Look at one incident.", no_args_is_help=True)
+tools_app = typer.Typer(help="The tool catalog.", no_args_is_help=True)
+policy_app = typer.Typer(help="Explain policy decisions.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(incident_app, name="incident")
+app.add_typer(tools_app, name="tools")
+app.add_typer(policy_app, name="policy")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+class State:
+    config: str | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+state = State()
+
+
+@app.callback()
+def main_options(
+    config: str = typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar="HOMELAB_CONFIG",
+        help="YAML config (default ./homelab.yaml).",
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    state.config = config
+    state.settings  # noqa: B018 - fail fast (exit 2) on a bad config, whatever the command
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "temporalio.worker._workflow_instance", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def dump(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+async def _client_and_store() -> tuple[Any, Any]:
+    from activities.store import Store
+    from workers.temporal_client import address, connect
+
+    settings = state.settings
+    try:
+        client = await asyncio.wait_for(connect(settings), timeout=10)
+    except Exception as exc:
+        raise fail(f"cannot reach Temporal at {address(settings)}: {exc}") from exc
+    return client, Store(settings.store_url)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@app.command()
+def up() -> None:
+    """Run everything: Temporal dev server (unless temporal.address is set), worker, intake, watcher."""
+    from workers.devserver import DevServerError
+    from workers.stack import run_up
+
+    try:
+        run(run_up(state.settings))
+    except DevServerError as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.command()
+def worker() -> None:
+    """Run only the Temporal worker (workflows and activities)."""
+    from workers.stack import run_worker
+
+    run(run_worker(state.settings))
+
+
+@app.command()
+def intake() -> None:
+    """Run only the intake HTTP server and the Docker events watcher."""
+    from workers.stack import run_intake
+
+    run(run_intake(state.settings))
+
+
+@app.command()
+def doctor(as_json: bool = JsonOpt) -> None:
+    """Check Temporal, the store, the runbooks and every configured target."""
+    from activities.catalog import default_catalog
+    from workers.doctor import run_doctor
+
+    findings = run(run_doctor(state.settings, default_catalog()))
+    if as_json:
+        dump([f.model_dump() for f in findings])
+    else:
+        table = Table("check", "target", "status", "detail")
+        for f in findings:
+            status = (
+                "[yellow]warn[/]" if f.warning else ("[green]ok[/]" if f.ok else "[red]FAIL[/]")
+            )
+            table.add_row(f.check, f.target, status, f.detail)
+        out.print(table)
+    if not all(f.ok for f in findings):
+        raise typer.Exit(1)
+
+
+# --- incidents ---------------------------------------------------------------------------------
+
+
+@incidents_app.command("list")
+def incidents_list(
+    as_json: bool = JsonOpt,
+    limit: int = typer.Option(50, min=1, max=1000),
+    open_only: bool = typer.Option(False, "--open", help="Only running incidents."),
+) -> None:
+    """Incidents, newest first, from Temporal's visibility store."""
+    from workers.operations import list_incidents
+
+    async def go() -> list[Any]:
+        client, _ = await _client_and_store()
+        return await list_incidents(client, limit, open_only)
+
+    rows = run(go())
+    if as_json:
+        dump([r.model_dump(mode="json") for r in rows])
+        return
+    table = Table("workflow id", "alert", "target", "phase", "approval", "status", "started")
+    for r in rows:
+        table.add_row(
+            r.workflow_id,
+            r.alert,
+            r.target,
+            r.phase,
+            r.approval,
+            r.status,
+            r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "",
+        )
+    out.print(table)
+
+
+@incident_app.command("show")
+def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOpt) -> None:
+    """One incident's full state: triage, evidence, plan, actions, approvals, verification."""
+    from workers.operations import OperationError, show_incident
+
+    async def go() -> Any:
+        client, store = await _client_and_store()
+        return await show_incident(client, store, ident)
+
+    try:
+        s = run(go())
+    except OperationError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(s.model_dump_json())
+        return
+    out.print(
+        f"[bold]{s.workflow_id}[/]  {s.alert.name}  phase [bold]{s.phase.value}[/]"
+        f"  outcome {s.outcome.value if s.outcome else '-'}"
+    )
+    if s.triage:
+        out.print(
+            f"target {s.triage.target}  severity {s.triage.severity}"
+            f"{'  CRITICAL' if s.triage.critical else ''}  runbook "
+            f"{s.triage.runbook.name if s.triage.runbook else '-'}"
+        )
+    for e in s.evidence:
+        out.print(f"  evidence {e.key}: {'ok' if e.ok else e.error}")
+    if s.plan:
+        out.print(f"plan ({s.plan.source}, confidence {s.plan.confidence}):")
+        for a in s.plan.actions:
+            out.print(f"  {a.id} {a.tool} {a.target} {a.params}")
+        for n in s.plan.notes:
+            out.print(f"  note: {n}")
+    for o in s.actions:
+        out.print(
+            f"action {o.action.id} {o.action.tool}: {o.level.value}/{o.approval.value}"
+            f"{' by ' + o.approver if o.approver else ''} → {o.result.value} {o.error}"
+        )
+        if o.preview:
+            out.print(f"    {o.preview}")
+    if s.pending_approval:
+        p = s.pending_approval
+        out.print(
+            f"[yellow]waiting for approval of {p.action.id} until {p.deadline:%H:%M:%S} UTC[/]: {p.preview}"
+        )
+    if s.verification:
+        out.print(
+            f"verification: {'passed' if s.verification.passed else 'FAILED'} — {s.verification.detail}"
+        )
+    for r in s.rollbacks:
+        out.print(f"rollback: {r}")
+    for n in s.notes:
+        out.print(f"note: {n}")
+
+
+def _decide(ident: str, approve: bool, approver: str | None, action: str, reason: str) -> None:
+    from core.models import ApprovalDecision
+    from workers.operations import OperationError, decide
+
+    who = approver or os.environ.get("HOMELAB_APPROVER") or state.settings.approval.cli_approver
+    if not who:
+        raise fail(
+            "say who decides: --approver NAME (or HOMELAB_APPROVER / approval.cli_approver)", 2
+        )
+    decision = ApprovalDecision(
+        action_id=action, approve=approve, approver=who, via="cli", reason=reason
+    )
+
+    async def go() -> Any:
+        client, store = await _client_and_store()
+        return await decide(client, store, ident, decision)
+
+    try:
+        record = run(go())
+    except OperationError as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"{record.verdict.value}: action {record.action_id} of {ident} by {record.approver}")
+
+
+ApproverOpt = typer.Option(None, "--approver", "-a", help="Your approver identity.")
+ActionOpt = typer.Option("", "--action", help="Action id (default: the one waiting).")
+ReasonOpt = typer.Option("", "--reason", "-r")
+
+
+@app.command()
+def approve(
+    ident: str = typer.Argument(..., metavar="ID"),
+    approver: str = ApproverOpt,
+    action: str = ActionOpt,
+    reason: str = ReasonOpt,
+) -> None:
+    """Approve the action an incident is waiting on."""
+    _decide(ident, True, approver, action, reason)
+
+
+@app.command()
+def deny(
+    ident: str = typer.Argument(..., metavar="ID"),
+    approver: str = ApproverOpt,
+    action: str = ActionOpt,
+    reason: str = ReasonOpt,
+) -> None:
+    """Deny the action an incident is waiting on."""
+    _decide(ident, False, approver, action, reason)
+
+
+# --- change log, rollback, kill switch, policy ---------------------------------------------------
+
+
+@app.command()
+def changes(
+    incident: str = typer.Argument(None, metavar="[INCIDENT]"),
+    as_json: bool = JsonOpt,
+    limit: int = typer.Option(200, min=1),
+) -> None:
+    """The change log: every write attempt (applied, dry-run, denied, failed, rolled back)."""
+    from activities.store import Store
+    from workers.operations import workflow_id
+
+    store = Store(state.settings.store_url)
+    records = store.list_changes(workflow_id(incident) if incident else None, limit=limit)
+    if incident and not records:
+        records = store.list_changes(incident, limit=limit)
+    if as_json:
+        dump([json.loads(r.model_dump_json()) for r in records])
+        return
+    table = Table(
+        "change", "at", "incident", "action", "target", "level", "approval", "result", "preview"
+    )
+    for r in records:
+        result = r.result.value + (
+            f" (undone by {r.rolled_back_by[:8]})" if r.rolled_back_by else ""
+        )
+        if r.rollback_of:
+            result += f" [undoes {r.rollback_of[:8]}]"
+        table.add_row(
+            r.change_id[:8],
+            f"{r.at:%m-%d %H:%M:%S}",
+            r.workflow_id,
+            r.action,
+            r.target,
+            r.level.value,
+            r.approval.value + (f" {r.approver}" if r.approver else ""),
+            result,
+            r.preview,
+        )
+    out.print(table)
+
+
+@app.command()
+def rollback(change_id: str = typer.Argument(..., metavar="CHANGE_ID")) -> None:
+    """Undo one recorded change (a new, policy-gated and recorded workflow)."""
+    from activities.store import Store
+    from workers.operations import OperationError, start_rollback
+
+    store = Store(state.settings.store_url)
+    full = next(
+        (
+            r.change_id
+            for r in store.list_changes(limit=100000)
+            if r.change_id.startswith(change_id)
+        ),
+        change_id,
+    )
+
+    async def go() -> str:
+        client, _ = await _client_and_store()
+        return await start_rollback(client, state.settings, store, full)
+
+    try:
+        wid = run(go())
+    except OperationError as exc:
+        raise fail(str(exc)) from exc
+    out.print(f"started {wid}; follow it with: homelab-agents incident show {wid}")
+
+
+def _pause(paused: bool, actor: str | None, reason: str) -> None:
+    from workers.operations import set_paused
+
+    who = (
+        actor
+        or os.environ.get("HOMELAB_APPROVER")
+        or state.settings.approval.cli_approver
+        or os.environ.get("USER", "cli")
+    )
+
+    async def go() -> int:
+        client, store = await _client_and_store()
+        return await set_paused(client, store, paused, f"cli:{who}", reason)
+
+    told = run(go())
+    out.print(
+        f"writes {'PAUSED' if paused else 'resumed'} by {who}; {told} running incident(s) told"
+    )
+
+
+@app.command()
+def pause(actor: str = typer.Option(None, "--as"), reason: str = ReasonOpt) -> None:
+    """Kill switch: no incident runs another write until `resume`."""
+    _pause(True, actor, reason)
+
+
+@app.command()
+def resume(actor: str = typer.Option(None, "--as"), reason: str = ReasonOpt) -> None:
+    """Lift the kill switch."""
+    _pause(False, actor, reason)
+
+
+@policy_app.command("explain")
+def policy_explain(
+    action: str,
+    target: str,
+    as_json: bool = JsonOpt,
+    recent_writes: int = typer.Option(None, help="Assume this many writes in the last hour."),
+) -> None:
+    """The level ACTION on TARGET (service:target/resource) gets, and why."""
+    from activities.catalog import ToolFailure, default_catalog
+    from activities.store import Store
+    from approval.policy import decide
+    from core.models import PolicyRequest, TargetRef
+
+    catalog = default_catalog()
+    try:
+        spec = catalog.get(action)
+        ref = TargetRef.parse(target)
+    except (ToolFailure, ValueError) as exc:
+        raise fail(str(exc), 2) from exc
+    if not spec.is_write:
+        out.print(f"{action} is a read tool: it never needs approval")
+        return
+    count = recent_writes
+    if count is None:
+        count = Store(state.settings.store_url).count_recent_writes(str(ref))
+    decision = decide(
+        state.settings,
+        PolicyRequest(
+            action=action, target=ref, default_level=spec.level, reversibility=spec.reversibility
+        ),
+        count,
+    )
+    if as_json:
+        dump(decision.model_dump(mode="json"))
+        return
+    out.print(
+        f"[bold]{decision.level.value}[/]{' (dry-run)' if decision.dry_run else ''} for {action} on {ref}"
+    )
+    for reason in decision.reasons:
+        out.print(f"  - {reason}")
+
+
+# --- catalog -----------------------------------------------------------------------------------
+
+
+@tools_app.command("list")
+def tools_list(as_json: bool = JsonOpt, service: str = typer.Option(None)) -> None:
+    """Every tool: service, read/write, default level, reversibility."""
+    from activities.catalog import default_catalog
+
+    specs = [s for s in default_catalog() if not service or s.service == service]
+    if as_json:
+        dump([s.describe() for s in specs])
+        return
+    table = Table("tool", "kind", "level", "reversibility", "description")
+    for s in specs:
+        table.add_row(
+            s.name,
+            s.kind.value,
+            s.level.value if s.is_write else "-",
+            s.reversibility.value if s.is_write else "-",
+            s.description,
+        )
+    out.print(table)
+    out.print(f"{len(specs)} tools ({sum(s.is_write for s in specs)} write)")
+
+
+def main() -> None:
+    code = 0
+    try:
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        code = 130
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/] {exc}", highlight=False)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:
+        logging.getLogger("homelab-agents").exception("unexpected failure")
+        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

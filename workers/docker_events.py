@@ -1,0 +1,231 @@
+"""Watches each configured Docker engine's events and opens incidents from them.
+
+``die`` with a non-zero exit, ``oom`` and ``health_status: unhealthy`` become alerts with the names
+of the awesome-prometheus-alerts cAdvisor rules (ContainerKilled, ContainerUnhealthy) plus
+ContainerOOMKilled, routed through the same path as Alertmanager's, deduplicated by a fingerprint
+of engine, container and alert name. A die that follows a ``kill`` (``docker stop``/``restart``,
+including our own remediations) is intentional and ignored; a die after an OOM kill is folded into
+the OOM alert. ``health_status: healthy`` resolves a ContainerUnhealthy alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+from docker.errors import DockerException, NotFound
+
+from activities.docker import make_client
+from core.config import DockerTarget, Settings
+from core.metrics import WATCHER_CONNECTED, WATCHER_EVENTS
+from core.models import Alert, AlertStatus
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE_SECONDS = 30.0
+EVENTS = ["die", "oom", "kill", "health_status"]
+
+
+def fingerprint(engine: str, container: str, alertname: str) -> str:
+    return hashlib.sha256(f"docker|{engine}|{container}|{alertname}".encode()).hexdigest()[:16]
+
+
+def make_alert(
+    engine: str, container: str, alertname: str, status: AlertStatus, at: datetime, **labels: str
+) -> Alert:
+    summary = {
+        "ContainerKilled": f"Container {container} on {engine} exited with code {labels.get('exit_code')}",
+        "ContainerOOMKilled": f"Container {container} on {engine} was killed by the OOM killer",
+        "ContainerUnhealthy": f"Container {container} on {engine} is unhealthy",
+    }[alertname]
+    return Alert(
+        name=alertname,
+        status=status,
+        fingerprint=fingerprint(engine, container, alertname),
+        labels={
+            "alertname": alertname,
+            "container": container,
+            "engine": engine,
+            "severity": "warning",
+            "source": "docker-events",
+            **labels,
+        },
+        annotations={"summary": summary},
+        starts_at=at,
+        source="docker-events",
+        received_at=datetime.now(UTC),
+    )
+
+
+class EventClassifier:
+    """Turns one engine's event stream into alerts; keeps the little state that needs."""
+
+    def __init__(self, engine: str, inspect: Callable[[str], dict[str, Any] | None]) -> None:
+        self.engine = engine
+        self.inspect = inspect
+        self.last_kill: dict[str, float] = {}
+
+    def classify(self, event: dict[str, Any], now: float | None = None) -> Alert | None:
+        now = time.monotonic() if now is None else now
+        action = str(event.get("Action") or event.get("status") or "")
+        attrs = (event.get("Actor") or {}).get("Attributes") or {}
+        name = attrs.get("name") or (event.get("Actor") or {}).get("ID", "")[:12]
+        at = datetime.fromtimestamp(int(event.get("timeNano", time.time_ns())) / 1e9, UTC)
+        image = attrs.get("image", "")
+        if action == "kill":
+            self.last_kill[name] = now
+            return None
+        if action == "oom":
+            return make_alert(
+                self.engine, name, "ContainerOOMKilled", AlertStatus.FIRING, at, image=image
+            )
+        if action == "die":
+            exit_code = str(attrs.get("exitCode", "0"))
+            killed_at = self.last_kill.pop(name, None)
+            if killed_at is not None and now - killed_at < KILL_GRACE_SECONDS:
+                return None  # stopped or restarted on purpose
+            if exit_code == "0":
+                return None
+            state = self.inspect(name) or {}
+            if state.get("OOMKilled"):
+                return make_alert(
+                    self.engine,
+                    name,
+                    "ContainerOOMKilled",
+                    AlertStatus.FIRING,
+                    at,
+                    image=image,
+                    exit_code=exit_code,
+                )
+            return make_alert(
+                self.engine,
+                name,
+                "ContainerKilled",
+                AlertStatus.FIRING,
+                at,
+                image=image,
+                exit_code=exit_code,
+            )
+        if action.startswith("health_status"):
+            health = action.split(":", 1)[1].strip() if ":" in action else ""
+            if health == "unhealthy":
+                return make_alert(
+                    self.engine, name, "ContainerUnhealthy", AlertStatus.FIRING, at, image=image
+                )
+            if health == "healthy":
+                return make_alert(
+                    self.engine, name, "ContainerUnhealthy", AlertStatus.RESOLVED, at, image=image
+                )
+        return None
+
+
+class DockerEventsWatcher:
+    """One reader thread per engine feeding the event loop; reconnects with backoff."""
+
+    def __init__(self, settings: Settings, route: Callable[[Alert], Awaitable[Any]]) -> None:
+        self.targets = [t for t in settings.docker if t.watch_events]
+        self.route = route
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        if not self.targets:
+            log.info("docker events watcher: no engines to watch")
+            await asyncio.Event().wait()
+        await asyncio.gather(*(self._watch(t) for t in self.targets))
+
+    async def _watch(self, target: DockerTarget) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | Exception] = asyncio.Queue()
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                client = make_client(target)
+            except DockerException as exc:
+                log.warning(
+                    "docker engine %s unreachable (%s); retrying in %.0fs",
+                    target.name,
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30)
+                continue
+            classifier = EventClassifier(target.name, functools.partial(_inspect_state, client))
+            stream = client.events(decode=True, filters={"type": "container", "event": EVENTS})
+            thread = threading.Thread(
+                target=_pump,
+                args=(stream, queue, loop),
+                name=f"docker-events-{target.name}",
+                daemon=True,
+            )
+            thread.start()
+            WATCHER_CONNECTED.labels(target.name).set(1)
+            log.info("watching docker events on %s (%s)", target.name, target.url)
+            backoff = 1.0
+            try:
+                while True:
+                    item = await queue.get()
+                    if isinstance(item, Exception):
+                        raise item
+                    WATCHER_EVENTS.labels(target.name, str(item.get("Action", ""))).inc()
+                    alert = await asyncio.to_thread(classifier.classify, item)
+                    if alert is not None:
+                        await self._deliver(alert)
+            except asyncio.CancelledError:
+                stream.close()
+                client.close()
+                raise
+            except Exception as exc:
+                log.warning("events stream of %s ended (%s); reconnecting", target.name, exc)
+            finally:
+                WATCHER_CONNECTED.labels(target.name).set(0)
+            stream.close()
+            client.close()
+            await asyncio.sleep(backoff)
+
+    async def _deliver(self, alert: Alert) -> None:
+        """Retry until Temporal takes the alert: an event is never dropped for a transient outage."""
+        delay = 0.5
+        while True:
+            try:
+                await self.route(alert)
+                return
+            except Exception as exc:
+                log.warning(
+                    "could not route %s for %s (%s); retrying",
+                    alert.name,
+                    alert.labels["container"],
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15)
+
+
+def _inspect_state(client: docker.DockerClient, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.api.inspect_container(name).get("State") or {})
+    except (NotFound, DockerException):
+        return None
+
+
+def _pump(stream: Any, queue: asyncio.Queue[Any], loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        for event in stream:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+        loop.call_soon_threadsafe(queue.put_nowait, ConnectionError("events stream closed"))
+    except Exception as exc:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        except RuntimeError:
+            pass  # loop closed during shutdown

@@ -1,0 +1,97 @@
+"""`homelab-agents doctor`: is every configured piece reachable, and is the setup safe?"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+from activities.catalog import Catalog
+from activities.runbooks import RunbookError, load_runbooks
+from activities.store import Store
+from core.config import HttpTarget, Settings
+from core.redact import redact_text
+from workers.temporal_client import address, connect
+
+
+class Finding(BaseModel):
+    check: str
+    target: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+
+async def _probe(check: str, name: str, fn: Any, *args: Any) -> Finding:
+    try:
+        detail = await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout=15)
+        return Finding(check=check, target=name, ok=True, detail=str(detail))
+    except Exception as exc:
+        return Finding(
+            check=check, target=name, ok=False, detail=redact_text(f"{type(exc).__name__}: {exc}")
+        )
+
+
+def _http_ready(target: HttpTarget) -> str:
+    verify: bool | str = target.verify_tls
+    response = httpx.get(target.url.rstrip("/") + "/-/ready", timeout=target.timeout, verify=verify)
+    response.raise_for_status()
+    return f"ready ({response.status_code})"
+
+
+async def run_doctor(settings: Settings, catalog: Catalog) -> list[Finding]:
+    findings: list[Finding] = []
+    try:
+        client = await asyncio.wait_for(connect(settings), timeout=10)
+        info = await client.service_client.workflow_service.get_system_info(GetSystemInfoRequest())
+        findings.append(
+            Finding(
+                check="temporal",
+                target=address(settings),
+                ok=True,
+                detail=f"server {info.server_version or 'reachable'}, namespace {settings.temporal.namespace}",
+            )
+        )
+    except Exception as exc:
+        hint = "" if settings.temporal.address else " (is `homelab-agents up` running?)"
+        findings.append(
+            Finding(check="temporal", target=address(settings), ok=False, detail=f"{exc}{hint}")
+        )
+
+    def store_check() -> str:
+        store = Store(settings.store_url)
+        try:
+            return f"{store.dialect}, schema version {store.schema_version()}"
+        finally:
+            store.close()
+
+    findings.append(await _probe("store", redact_text(settings.store_url), store_check))
+    try:
+        runbooks = load_runbooks(catalog, settings.runbook_dirs)
+        findings.append(
+            Finding(check="runbooks", target="", ok=True, detail=f"{len(runbooks)} loaded")
+        )
+    except RunbookError as exc:
+        findings.append(Finding(check="runbooks", target="", ok=False, detail=str(exc)))
+
+    probes = {ts.service: ts.probe for ts in catalog.toolsets if ts.probe}
+    for service in settings.services:
+        for target in settings.targets(service):
+            if service in probes:
+                findings.append(await _probe(service, target.name, probes[service], target))
+            elif isinstance(target, HttpTarget):
+                findings.append(await _probe(service, target.name, _http_ready, target))
+    if not settings.approval.approvers:
+        findings.append(
+            Finding(
+                check="approval",
+                target="approvers",
+                ok=True,
+                warning=True,
+                detail="no approvers configured: every HARD action will be auto-denied at its timeout",
+            )
+        )
+    return findings

@@ -1,0 +1,207 @@
+"""Process entry points: the embedded stack (`up`), the worker, the intake.
+
+`up` runs the Temporal dev server (unless `temporal.address` is set), the worker, the intake and
+the Docker events watcher under one supervisor: a component that crashes is restarted with
+backoff; SIGINT/SIGTERM stops everything, the dev server last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import uvicorn
+from prometheus_client import start_http_server
+from rich.console import Console
+
+from activities.notify import Notifier
+from activities.store import Store
+from core.config import Settings
+from workers.devserver import DevServer
+from workers.docker_events import DockerEventsWatcher
+from workers.intake import create_app
+from workers.routing import AlertRouter
+from workers.temporal_client import address, connect, ensure_search_attributes
+from workers.worker import build_components, build_worker
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+
+class Supervisor:
+    """Keeps named components running until asked to stop."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def add(self, name: str, factory: Callable[[], Awaitable[Any]]) -> None:
+        self.tasks.append(asyncio.create_task(self._keep(name, factory), name=name))
+
+    async def _keep(self, name: str, factory: Callable[[], Awaitable[Any]]) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                await factory()
+                if self.stopping.is_set():
+                    return
+                log.warning("%s exited; restarting in %.0fs", name, backoff)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s crashed; restarting in %.0fs", name, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 30)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def _notifiers(settings: Settings) -> list[Notifier]:
+    """Notification channels beside the log (Telegram when configured)."""
+    return []
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the supervisor owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_intake(settings: Settings, router: AlertRouter, store: Store | None) -> None:
+    app = create_app(settings, router, store=store)
+    config = uvicorn.Config(
+        app,
+        host=settings.intake.host,
+        port=settings.intake.port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, timeout=5)
+        raise
+    if not server.started:
+        raise RuntimeError(
+            f"intake could not listen on {settings.intake.host}:{settings.intake.port}"
+        )
+
+
+async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    dev: DevServer | None = None
+    if not settings.temporal.address:
+        dev = DevServer(settings)
+        console.print(
+            f"starting Temporal dev server ({settings.state_dir.resolve() / 'temporal.db'}) …"
+        )
+        await dev.start()
+    try:
+        client = await connect(settings)
+        added = await ensure_search_attributes(client, settings.temporal.namespace)
+        if added:
+            log.info("registered search attributes %s", ", ".join(added))
+        parts = build_components(settings, _notifiers(settings))
+        router = AlertRouter(client, settings.temporal.task_queue)
+        watcher = DockerEventsWatcher(settings, router.route)
+        supervisor = Supervisor()
+
+        async def worker() -> None:
+            await build_worker(client, parts).run()
+
+        supervisor.add("worker", worker)
+        supervisor.add("intake", lambda: _serve_intake(settings, router, parts.store))
+        supervisor.add("docker-events", watcher.run)
+        if dev is not None:
+
+            async def watch_dev() -> None:
+                code = await dev.wait()
+                if not supervisor.stopping.is_set():
+                    log.error("Temporal dev server exited with %s; restarting it", code)
+                    await dev.start()
+
+            supervisor.add("temporal-dev-server", watch_dev)
+
+        ui = settings.temporal.web_ui() or "(external Temporal: see its Web UI)"
+        intake = f"http://{settings.intake.host}:{settings.intake.port}"
+        console.print(
+            "[bold green]homelab-agents is up[/]\n"
+            f"  Temporal:     {address(settings)} (namespace {settings.temporal.namespace})\n"
+            f"  Web UI:       {ui}\n"
+            f"  Intake:       {intake}/alerts/alertmanager\n"
+            f"  Metrics:      {intake}/metrics\n"
+            f"  Docker:       {', '.join(f'{t.name} ({t.url})' for t in settings.docker) or 'no engines'}\n"
+            "  Ctrl-C stops everything."
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        console.print("stopping …")
+        watcher.stop()
+        await supervisor.stop()
+        parts.close()
+    finally:
+        if dev is not None:
+            await dev.stop()
+
+
+async def run_worker(settings: Settings) -> None:
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    client = await connect(settings)
+    await ensure_search_attributes(client, settings.temporal.namespace)
+    parts = build_components(settings, _notifiers(settings))
+    if settings.worker.metrics_port:
+        start_http_server(settings.worker.metrics_port, addr=settings.intake.host)
+    worker = build_worker(client, parts)
+    console.print(f"worker polling {settings.temporal.task_queue!r} on {address(settings)}")
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait(
+        [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if not task.done():
+        await worker.shutdown()
+    await task
+    parts.close()
+
+
+async def run_intake(settings: Settings) -> None:
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    client = await connect(settings)
+    router = AlertRouter(client, settings.temporal.task_queue)
+    watcher = DockerEventsWatcher(settings, router.route)
+    store = Store(settings.store_url)
+    supervisor = Supervisor()
+    supervisor.add("intake", lambda: _serve_intake(settings, router, store))
+    supervisor.add("docker-events", watcher.run)
+    console.print(
+        f"intake on http://{settings.intake.host}:{settings.intake.port}/alerts/alertmanager"
+    )
+    await stop.wait()
+    watcher.stop()
+    await supervisor.stop()
+    store.close()

@@ -1,0 +1,94 @@
+"""The Temporal worker: every workflow, and every activity wired to its dependencies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.catalog import Catalog, TargetClients, default_catalog
+from activities.incident import IncidentActivities
+from activities.locks import LockActivities
+from activities.notify import Notifier, NotifyActivities
+from activities.records import RecordActivities
+from activities.runbooks import load_runbooks
+from activities.store import Store
+from activities.tools import ToolActivities, ToolRunner
+from approval.gate import PolicyActivities
+from core.config import Settings
+from workflows.incident import IncidentWorkflow
+from workflows.target_lock import TargetLockWorkflow
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS: list[type] = [IncidentWorkflow, TargetLockWorkflow]
+
+
+@dataclass
+class Components:
+    """What a worker process holds for its lifetime (closed on shutdown)."""
+
+    settings: Settings
+    catalog: Catalog
+    clients: TargetClients
+    store: Store
+    notifiers: list[Notifier] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.clients.close()
+        self.store.close()
+
+
+def build_components(settings: Settings, notifiers: list[Notifier] | None = None) -> Components:
+    store = Store(settings.store_url)
+    store.migrate()
+    return Components(
+        settings=settings,
+        catalog=default_catalog(),
+        clients=TargetClients(settings),
+        store=store,
+        notifiers=list(notifiers or []),
+    )
+
+
+def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]]:
+    settings = parts.settings
+    runner = ToolRunner(parts.catalog, parts.clients)
+    runbooks = load_runbooks(parts.catalog, settings.runbook_dirs)
+    incident = IncidentActivities(settings, parts.catalog, runner, runbooks)
+    records = RecordActivities(parts.store)
+    policy = PolicyActivities(settings, parts.store.count_recent_writes)
+    locks = LockActivities(client)
+    notify = NotifyActivities(parts.notifiers)
+    return [
+        *ToolActivities(runner).all(),
+        incident.triage,
+        incident.plan,
+        incident.verify,
+        records.record_change,
+        records.get_change,
+        records.record_approval,
+        records.record_incident,
+        records.paused,
+        policy.evaluate,
+        locks.acquire,
+        notify.notify,
+    ]
+
+
+def build_worker(client: Client, parts: Components, **overrides: Any) -> Worker:
+    settings = parts.settings
+    kwargs: dict[str, Any] = {
+        "task_queue": settings.temporal.task_queue,
+        "workflows": WORKFLOWS,
+        "activities": activities_for(client, parts),
+        "max_concurrent_activities": settings.worker.max_concurrent_activities,
+        "graceful_shutdown_timeout": timedelta(seconds=10),
+    }
+    kwargs.update(overrides)
+    return Worker(client, **kwargs)

@@ -1,0 +1,73 @@
+"""Timeouts and retry policies for every kind of activity the workflows call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+
+# Typed, permanent failures from our own activities: retrying cannot help.
+NON_RETRYABLE = ["ToolInvalid", "ValidationError", "ConfigError"]
+
+
+def read_tool() -> dict[str, Any]:
+    return {
+        "start_to_close_timeout": timedelta(seconds=30),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(milliseconds=500),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=5),
+            maximum_attempts=3,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    }
+
+
+def write_tool(timeout_seconds: float) -> dict[str, Any]:
+    # Writes are idempotent against their before-state, so a retry after a lost result is safe.
+    return {
+        "start_to_close_timeout": timedelta(seconds=timeout_seconds),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=10),
+            maximum_attempts=3,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    }
+
+
+def internal() -> dict[str, Any]:
+    """Store, policy, planner, triage: local and cheap, retried patiently."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=30),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(milliseconds=200),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=10),
+            maximum_attempts=10,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    }
+
+
+def notify() -> dict[str, Any]:
+    """Notifications are best-effort: a channel outage must never hold an incident up."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=20),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=10),
+            maximum_attempts=3,
+        ),
+    }
+
+
+def verify(timeout: timedelta, stable_for: timedelta) -> dict[str, Any]:
+    return {
+        "start_to_close_timeout": timeout + stable_for + timedelta(seconds=30),
+        "heartbeat_timeout": timedelta(seconds=15),
+        "retry_policy": RetryPolicy(maximum_attempts=2, initial_interval=timedelta(seconds=1)),
+    }
