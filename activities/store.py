@@ -161,7 +161,7 @@ def _append_only_sqlite(conn: Connection) -> None:
 def _append_only_postgres(conn: Connection) -> None:
     conn.exec_driver_sql(
         "CREATE OR REPLACE FUNCTION homelab_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        "BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
+        "BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
     )
     for table in APPEND_ONLY:
         conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
@@ -298,7 +298,8 @@ class Store:
             stmt = pg_insert(table).values(**values).on_conflict_do_nothing()
         else:
             stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-        return bool(conn.execute(stmt).rowcount)
+        stmt = stmt.returning(*table.primary_key.columns)
+        return conn.execute(stmt).first() is not None
 
     # --- change log ------------------------------------------------------------------------
 

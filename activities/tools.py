@@ -7,9 +7,11 @@ any gate or execution, so approvals show the real change and the saga can undo i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from temporalio import activity
@@ -156,6 +158,27 @@ class ToolRunner:
             )
 
 
+HEARTBEAT_EVERY = 2.0
+
+
+@contextlib.asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while a tool runs, so a dead worker is noticed in seconds, not at the timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class ToolActivities:
     """The activity objects a worker registers: one per tool, plus ``tool.prepare``."""
 
@@ -169,7 +192,8 @@ class ToolActivities:
         async def run_tool(call: ToolCall) -> ToolResult:
             if call.tool != name:
                 call = call.model_copy(update={"tool": name})
-            return await runner.run(call, raise_transient=True)
+            async with heartbeating():
+                return await runner.run(call, raise_transient=True)
 
         run_tool.__name__ = run_tool.__qualname__ = "run_" + name.replace(".", "_")
         return activity.defn(name=name)(run_tool)
@@ -179,7 +203,8 @@ class ToolActivities:
 
         @activity.defn(name="tool.prepare")
         async def prepare(call: ToolCall) -> PreparedWrite:
-            return await runner.prepare(call)
+            async with heartbeating():
+                return await runner.prepare(call)
 
         return [prepare, *(self._activity_for(spec) for spec in runner.catalog)]
 

@@ -49,7 +49,7 @@ def check(expectation: Expectation, data: Any) -> tuple[bool, str]:
             return False, f"{path} {'missing' if expectation.exists else 'present'}"
     if value is _MISSING:
         value = None
-    if "equals" in expectation.model_fields_set and value != expectation.equals:
+    if expectation.compare_equals and value != expectation.equals:
         return False, f"{path} = {value!r}, expected {expectation.equals!r}"
     if expectation.in_ is not None and value not in expectation.in_:
         return False, f"{path} = {value!r}, expected one of {expectation.in_!r}"

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.units import Duration
 
@@ -281,8 +281,18 @@ class Expectation(Model):
     ge: float | None = None
     exists: bool | None = None
     stable: bool = False
+    compare_equals: bool = Field(default=False, description="set when `equals` was given")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mark_equals(cls, data: Any) -> Any:
+        # `equals: null` is a real comparison; remember that it was asked for, in a field that
+        # survives serialisation (model_fields_set does not).
+        if isinstance(data, dict) and "equals" in data and "compare_equals" not in data:
+            data = {**data, "compare_equals": True}
+        return data
 
 
 class Condition(Expectation):

@@ -31,6 +31,7 @@ from core.models import Alert, AlertStatus
 log = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 30.0
+OOM_WINDOW_SECONDS = 10.0
 EVENTS = ["die", "oom", "kill", "health_status"]
 
 
@@ -72,6 +73,7 @@ class EventClassifier:
         self.engine = engine
         self.inspect = inspect
         self.last_kill: dict[str, float] = {}
+        self.last_oom: dict[str, float] = {}
 
     def classify(self, event: dict[str, Any], now: float | None = None) -> Alert | None:
         now = time.monotonic() if now is None else now
@@ -84,6 +86,7 @@ class EventClassifier:
             self.last_kill[name] = now
             return None
         if action == "oom":
+            self.last_oom[name] = now
             return make_alert(
                 self.engine, name, "ContainerOOMKilled", AlertStatus.FIRING, at, image=image
             )
@@ -94,8 +97,13 @@ class EventClassifier:
                 return None  # stopped or restarted on purpose
             if exit_code == "0":
                 return None
-            state = self.inspect(name) or {}
-            if state.get("OOMKilled"):
+            oom_at = self.last_oom.pop(name, None)
+            if oom_at is not None and now - oom_at < OOM_WINDOW_SECONDS:
+                return None  # the oom event already opened (or signalled) the incident
+            # Missed the oom event (watcher reconnecting)? The engine's flag is sticky across
+            # restarts, so trust it only together with SIGKILL's exit code.
+            state = self.inspect(name) if exit_code == "137" else {}
+            if (state or {}).get("OOMKilled"):
                 return make_alert(
                     self.engine,
                     name,

@@ -11,9 +11,13 @@ from temporalio.common import RetryPolicy
 NON_RETRYABLE = ["ToolInvalid", "ValidationError", "ConfigError"]
 
 
+HEARTBEAT = timedelta(seconds=10)
+
+
 def read_tool() -> dict[str, Any]:
     return {
         "start_to_close_timeout": timedelta(seconds=30),
+        "heartbeat_timeout": HEARTBEAT,
         "retry_policy": RetryPolicy(
             initial_interval=timedelta(milliseconds=500),
             backoff_coefficient=2.0,
@@ -28,6 +32,7 @@ def write_tool(timeout_seconds: float) -> dict[str, Any]:
     # Writes are idempotent against their before-state, so a retry after a lost result is safe.
     return {
         "start_to_close_timeout": timedelta(seconds=timeout_seconds),
+        "heartbeat_timeout": HEARTBEAT,
         "retry_policy": RetryPolicy(
             initial_interval=timedelta(seconds=1),
             backoff_coefficient=2.0,

@@ -7,6 +7,7 @@ busybox, so nothing is pulled from a registry.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import tarfile
@@ -82,14 +83,14 @@ class DockerEngine:
     def _ready(self) -> bool:
         if self.proc is not None and not self.proc.alive():
             raise RuntimeError(f"dockerd exited:\n{self.proc.tail()}")
-        with self.client() as client:
+        with contextlib.closing(self.client()) as client:
             return bool(client.ping())
 
     def client(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.url, version="auto", timeout=60)
 
     def ensure_busybox(self) -> None:
-        with self.client() as client:
+        with contextlib.closing(self.client()) as client:
             try:
                 client.images.get(BUSYBOX_IMAGE)
                 return
@@ -119,7 +120,7 @@ class DockerEngine:
             client.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
 
     def remove_all_containers(self) -> None:
-        with self.client() as client:
+        with contextlib.closing(self.client()) as client:
             for container in client.containers.list(all=True):
                 container.remove(force=True)
 

@@ -48,6 +48,11 @@ class Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, self.user, self.user)
+            # the server user must be able to reach its directory
+            for parent in self.root.resolve().parents:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o011)
         if not (self.data / "PG_VERSION").exists():
             self._run(
                 pg_bin("initdb"),
@@ -99,5 +104,5 @@ class Postgres:
         if (self.data / "postmaster.pid").exists():
             try:
                 self._run(pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-            except subprocess.CalledProcessError:
+            except RuntimeError:
                 pass

@@ -1,0 +1,43 @@
+# The two commands the README shows: `make run` (the product on its embedded defaults) and
+# `make test` (installs and starts what the tests need, then runs them).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format system-deps venv demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	bash deploy/scripts/install-system-deps.sh
+
+run: venv
+	$(VENV)/bin/homelab-agents up
+
+# pytest's exit code 5 (no tests collected) is a failure here, never a green run.
+test: system-deps venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: system-deps venv
+	$(PY) bench/mttr.py
+
+clean:
+	rm -rf $(VENV) .homelab .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests and the demo lab run for real: a Docker engine
+# (dockerd, run on a private socket by the tests), busybox (the lab image), PostgreSQL.
+# Debian/Ubuntu, as root. Safe to re-run: installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+[ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "need root to install: ${need[*]}" >&2
+  exit 1
+fi
+# No init system here: keep apt from starting daemons on their default ports.
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y --no-install-recommends "${need[@]}"; then
+  apt-get update
+  apt-get install -y --no-install-recommends "${need[@]}"
+fi
+[ "$created_policy" -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+echo "installed: ${need[*]}"

@@ -1,0 +1,133 @@
+"""Intake bad input: every malformed request gets a 4xx with a reason, and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.integration.stack import alertmanager_payload, am_alert, running_stack
+from workers.lab.dockerd import DockerEngine
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "s3cret-intake-token"
+
+
+def valid() -> dict[str, Any]:
+    return alertmanager_payload(am_alert("NoRunbookForThis", f"x-{uuid.uuid4().hex[:6]}"))
+
+
+CASES: list[tuple[str, dict[str, Any], int, str]] = [
+    ("no token", {"headers": {"authorization": ""}}, 401, "bearer token"),
+    ("wrong token", {"headers": {"authorization": "Bearer nope"}}, 401, "bearer token"),
+    ("wrong content type", {"headers": {"content-type": "text/plain"}}, 415, "application/json"),
+    ("not json", {"raw": b"{not json"}, 400, "not valid JSON"),
+    ("not utf-8", {"raw": b"\xff\xfe\x00"}, 400, "not valid JSON"),
+    ("oversize", {"raw": b"[" + b"1," * 40000 + b"1]"}, 413, "max_body_bytes"),
+    ("json array", {"payload": []}, 422, "webhook v4"),
+    (
+        "wrong version",
+        {"payload": {**alertmanager_payload(am_alert("A", "c")), "version": "3"}},
+        422,
+        "version",
+    ),
+    (
+        "no alerts",
+        {"payload": {**alertmanager_payload(am_alert("A", "c")), "alerts": []}},
+        422,
+        "alerts",
+    ),
+    (
+        "alert without labels",
+        {
+            "payload": alertmanager_payload(
+                {"status": "firing", "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "abc"}
+            )
+        },
+        422,
+        "labels",
+    ),
+    (
+        "alert without alertname",
+        {"payload": alertmanager_payload({**am_alert("A", "c"), "labels": {"x": "y"}})},
+        422,
+        "alertname",
+    ),
+    (
+        "bad fingerprint",
+        {"payload": alertmanager_payload({**am_alert("A", "c"), "fingerprint": "../../etc"})},
+        422,
+        "fingerprint",
+    ),
+    (
+        "bad status",
+        {"payload": alertmanager_payload({**am_alert("A", "c"), "status": "exploding"})},
+        422,
+        "status",
+    ),
+    (
+        "bad startsAt",
+        {"payload": alertmanager_payload({**am_alert("A", "c"), "startsAt": "yesterday"})},
+        422,
+        "startsAt",
+    ),
+]
+
+
+@pytest.fixture
+async def guarded_stack(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path
+) -> Any:
+    async with running_stack(
+        dev_env, docker_engine, tmp_path, intake={"token": TOKEN, "max_body_bytes": 65536}
+    ) as stack:
+        yield stack
+
+
+async def test_bad_requests_get_4xx_with_reason(guarded_stack: Any) -> None:
+    stack = guarded_stack
+    for label, case, status, reason in CASES:
+        headers = {"authorization": f"Bearer {TOKEN}", **case.get("headers", {})}
+        raw = case.get("raw")
+        payload = case.get("payload", valid())
+        response = await stack.post(payload, headers=headers, raw=raw)
+        assert response.status_code == status, f"{label}: {response.status_code} {response.text}"
+        assert reason in response.text, f"{label}: {response.text}"
+    # still serving, and a good request still works
+    async with httpx.AsyncClient(trust_env=False) as http:
+        assert (await http.get(f"{stack.intake_url}/healthz")).status_code == 200
+        metrics = (await http.get(f"{stack.intake_url}/metrics")).text
+        assert "homelab_intake_rejected_total" in metrics
+    ok = await stack.post(valid(), headers={"authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 202, ok.text
+
+
+async def test_mixed_batch_routes_valid_alerts_and_names_the_bad_one(guarded_stack: Any) -> None:
+    stack = guarded_stack
+    good = am_alert("NoRunbookForThis", "good")
+    bad = {**am_alert("A", "bad"), "labels": {"no": "alertname"}}
+    response = await stack.post(
+        alertmanager_payload(good, bad, good), headers={"authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert [r["index"] for r in body["results"]] == [0, 2]
+    assert body["rejected"][0]["index"] == 1 and "alertname" in body["rejected"][0]["reason"]
+    state = await stack.result(f"incident-{good['fingerprint']}")
+    assert state.alerts_received == 2
+    assert any("no runbook" in note for note in state.notes)
+
+
+async def test_real_alertmanager_example_payload_is_accepted(guarded_stack: Any) -> None:
+    example = Path(__file__).resolve().parents[1] / "data" / "alertmanager-webhook-example.json"
+    payload = json.loads(example.read_text())
+    payload["alerts"][0]["fingerprint"] = uuid.uuid4().hex[:16]
+    response = await guarded_stack.post(payload, headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 202, response.text
+    assert response.json()["results"][0]["alertname"] == "TargetDown"
