@@ -214,7 +214,8 @@ class HttpTarget(Target):
 
 
 class WorkerSettings(Section):
-    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = no metrics server")
     max_concurrent_activities: int = Field(default=50, ge=1)
 
 

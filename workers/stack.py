@@ -175,7 +175,7 @@ async def run_worker(settings: Settings) -> None:
     await ensure_search_attributes(client, settings.temporal.namespace)
     parts = build_components(settings, _notifiers(settings))
     if settings.worker.metrics_port:
-        start_http_server(settings.worker.metrics_port, addr=settings.intake.host)
+        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
     worker = build_worker(client, parts)
     console.print(f"worker polling {settings.temporal.task_queue!r} on {address(settings)}")
     task = asyncio.create_task(worker.run())

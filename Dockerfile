@@ -1,0 +1,23 @@
+# homelab-agents worker / intake image. Secrets come from the environment or mounted files at run
+# time; nothing from .env or the config is baked in.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    LITELLM_LOCAL_MODEL_COST_MAP=True HOMELAB_CONFIG=/etc/homelab-agents/homelab.yaml
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY core ./core
+COPY workflows ./workflows
+COPY activities ./activities
+COPY approval ./approval
+COPY workers ./workers
+COPY runbooks ./runbooks
+RUN pip install -e . \
+ && useradd --system --uid 10001 --home /var/lib/homelab-agents homelab \
+ && mkdir -p /var/lib/homelab-agents /etc/homelab-agents \
+ && chown homelab /var/lib/homelab-agents
+USER homelab
+ENV HOMELAB_TEMPORAL__STATE_DIR=/var/lib/homelab-agents
+EXPOSE 8080 9464
+ENTRYPOINT ["homelab-agents"]
+CMD ["worker"]
