@@ -40,7 +40,8 @@ app.add_typer(incident_app, name="incident")
 app.add_typer(tools_app, name="tools")
 app.add_typer(policy_app, name="policy")
 
-out = Console()
+# Piped output gets a wide console so tables stay one row per line (rich assumes 80 columns).
+out = Console(width=None if sys.stdout.isatty() else 220)
 err = Console(stderr=True)
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")

@@ -97,7 +97,8 @@ async def decide(
     try:
         return await handle.execute_update(IncidentWorkflow.decide, decision)
     except WorkflowUpdateFailedError as exc:
-        reason = str(exc.cause) if exc.cause else str(exc)
+        cause = exc.cause
+        reason = getattr(cause, "message", None) or str(cause or exc)
     except RPCError as exc:
         reason = exc.message
     record = ApprovalRecord(
