@@ -62,6 +62,10 @@ LOCK_WAIT = timedelta(minutes=30)
 PAUSE_RECHECK = timedelta(seconds=30)
 
 
+class LockUnavailable(Exception):
+    """Another incident held the target for longer than LOCK_WAIT."""
+
+
 class Gate:
     """Outcome of an approval wait: the verdict, who gave it, and whether the write may run."""
 
@@ -364,15 +368,22 @@ class IncidentWorkflow:
                 [prepared.preview, *decision.reasons],
             )
 
-        await self._wait_until_writes_allowed()
-        waited = await self._acquire_lock(str(action.target))
-        if waited:
-            # Another incident held the target: look again before acting on stale state.
+        paused = await self._wait_until_writes_allowed()
+        try:
+            locked_now = await self._acquire_lock(str(action.target))
+        except LockUnavailable as err:
+            outcome.result = ChangeResult.FAILED
+            outcome.error = str(err)
+            await self._record(outcome, prepared, step, rollback_of=rollback_of)
+            return outcome
+        if locked_now or paused or decision.level is RiskLevel.HARD:
+            # Time passed (a human, the kill switch, another incident holding the target):
+            # look again so we never act on stale state, and record the fresh before-state.
             prepared = await self._prepare(call)
             if prepared.error is not None or prepared.noop:
                 outcome.result = ChangeResult.SKIPPED if prepared.noop else ChangeResult.FAILED
                 outcome.error = (
-                    "target already in the desired state after waiting for the lock"
+                    "target already in the desired state when re-checked before acting"
                     if prepared.noop
                     else f"{prepared.error.kind}: {prepared.error.message}"  # type: ignore[union-attr]
                 )
@@ -639,12 +650,14 @@ class IncidentWorkflow:
             **options.internal(),
         )
 
-    async def _wait_until_writes_allowed(self) -> None:
-        """The kill switch: the store is the truth; signals only wake us early."""
+    async def _wait_until_writes_allowed(self) -> bool:
+        """The kill switch: the store is the truth, signals only wake us early. True if we waited."""
         previous = self.state.phase
+        waited = False
         while await workflow.execute_activity(
             "control.paused", summary="kill switch", result_type=bool, **options.internal()
         ):
+            waited = True
             if not self.state.paused:
                 self.state.paused = True
                 await self._set_phase(Phase.PAUSED)
@@ -660,15 +673,15 @@ class IncidentWorkflow:
         if self.state.paused:
             self.state.paused = False
             await self._set_phase(previous)
+        return waited
 
     async def _acquire_lock(self, target: str) -> bool:
-        """Take the target's write lock (held until the incident closes); True if we had to wait."""
+        """Take the target's write lock, held until the incident closes; True if taken just now."""
         if self.lock_request_id:
             return False
         request_id = str(workflow.uuid4())
         self.lock_request_id = request_id
         self.lock_target = target
-        started = workflow.now()
         await workflow.execute_activity(
             "lock.acquire",
             LockRequest(
@@ -680,12 +693,18 @@ class IncidentWorkflow:
             summary=f"lock {target}",
             **options.internal(),
         )
-        await workflow.wait_condition(
-            lambda: request_id in self.granted_locks,
-            timeout=LOCK_WAIT,
-            timeout_summary=f"lock {target}",
-        )
-        return (workflow.now() - started) > timedelta(seconds=2)
+        try:
+            await workflow.wait_condition(
+                lambda: request_id in self.granted_locks,
+                timeout=LOCK_WAIT,
+                timeout_summary=f"lock {target}",
+            )
+        except TimeoutError:
+            await self._release_lock()  # leave the queue
+            raise LockUnavailable(
+                f"the write lock on {target} was not granted within {LOCK_WAIT}"
+            ) from None
+        return True
 
     async def _release_lock(self) -> None:
         if not self.lock_request_id:
