@@ -14,6 +14,7 @@ from activities.planner import runbook_plan
 from activities.runbooks import match
 from activities.tools import ToolRunner
 from core.config import Settings
+from core.expectations import check as expectation_check
 from core.expectations import check_all, stable_values
 from core.models import (
     Alert,
@@ -70,6 +71,10 @@ def resolve_target(
         )
         return None, notes
     return TargetRef(service=service, target=chosen.name, resource=resource), notes
+
+
+class VerificationAborted(Exception):
+    """An abort condition holds: the checks can no longer pass."""
 
 
 class IncidentActivities:
@@ -148,6 +153,11 @@ class IncidentActivities:
                 data.append(None)
                 continue
             ok, reasons = check_all(check.expect, result.data)
+            doomed = [
+                r for hit, r in (expectation_check(e, result.data) for e in check.abort_when) if hit
+            ]
+            if doomed:
+                raise VerificationAborted(f"{check.tool}: " + ", ".join(doomed))
             ok_all = ok_all and ok
             report.append(
                 {"tool": check.tool, "ok": ok, "summary": f"{check.tool}: " + ", ".join(reasons)}
@@ -157,6 +167,12 @@ class IncidentActivities:
 
     @activity.defn(name="incident.verify")
     async def verify(self, request: VerifyRequest) -> VerificationResult:
+        try:
+            return await self._verify(request)
+        except VerificationAborted as exc:
+            return VerificationResult(passed=False, detail=f"gave up early: {exc}")
+
+    async def _verify(self, request: VerifyRequest) -> VerificationResult:
         """Poll until every check passes, then hold for ``stable_for`` with stable values unchanged."""
         spec = request.spec
         interval = spec.interval.total_seconds()

@@ -102,6 +102,7 @@ class ToolErrorKind(StrEnum):
     CONFLICT = "conflict"
     UNSUPPORTED = "unsupported"
     FAILED = "failed"
+    UNAUTHORIZED = "unauthorized"  # credentials rejected or lacking a permission: never retried
 
 
 class ToolError(Model):
@@ -116,6 +117,9 @@ class ToolCall(Model):
     dry_run: bool = False
     change_id: str = ""
     before: dict[str, Any] | None = None
+    incident_id: str = Field(
+        default="", description="the incident a write belongs to (names its safety snapshot)"
+    )
 
 
 class ToolResult(Model):
@@ -302,11 +306,16 @@ class Condition(Expectation):
 
 
 class Check(Model):
-    """A read tool plus the expectations its result must meet."""
+    """A read tool plus the expectations its result must meet.
+
+    ``abort_when``: conditions that mean waiting longer cannot help (the container exited again),
+    so verification fails at once instead of at its timeout.
+    """
 
     tool: str
     params: dict[str, Any] = Field(default_factory=dict)
     expect: list[Expectation] = Field(default_factory=list)
+    abort_when: list[Expectation] = Field(default_factory=list)
 
 
 class VerificationSpec(Model):
@@ -316,6 +325,24 @@ class VerificationSpec(Model):
     stable_for: Duration = timedelta(seconds=0)
 
 
+class PlannerAttempt(Model):
+    """One step of the planner chain: which LLM provider was asked, and what came of it."""
+
+    provider: str
+    model: str = ""
+    round: Literal["plan", "repair"] = "plan"
+    outcome: Literal["ok", "invalid", "failed", "skipped"]
+    error_type: str = ""
+    reason: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 class Plan(Model):
     source: str
     hypotheses: list[Hypothesis] = Field(default_factory=list)
@@ -323,6 +350,9 @@ class Plan(Model):
     confidence: float = Field(default=0.5, ge=0, le=1)
     notes: list[str] = Field(default_factory=list)
     escalate: bool = False
+    attempts: list[PlannerAttempt] = Field(
+        default_factory=list, description="LLM providers tried before this plan, in order"
+    )
 
 
 class ApprovalVerdict(StrEnum):

@@ -15,10 +15,11 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from core.config import ConfigError, Settings, load_settings
 
@@ -87,8 +88,19 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def say(*lines: str) -> None:
+    """Print data lines verbatim (never parsed as rich markup)."""
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+
+
+def cells(*values: object) -> list[Text]:
+    """Table cells as plain text: data (previews, names) is never parsed as rich markup."""
+    return [Text(str(v)) for v in values]
 
 
 def dump(data: Any) -> None:
@@ -153,7 +165,7 @@ def doctor(as_json: bool = JsonOpt) -> None:
             status = (
                 "[yellow]warn[/]" if f.warning else ("[green]ok[/]" if f.ok else "[red]FAIL[/]")
             )
-            table.add_row(f.check, f.target, status, f.detail)
+            table.add_row(*cells(f.check, f.target), Text.from_markup(status), *cells(f.detail))
         out.print(table)
     if not all(f.ok for f in findings):
         raise typer.Exit(1)
@@ -182,13 +194,15 @@ def incidents_list(
     table = Table("workflow id", "alert", "target", "phase", "approval", "status", "started")
     for r in rows:
         table.add_row(
-            r.workflow_id,
-            r.alert,
-            r.target,
-            r.phase,
-            r.approval,
-            r.status,
-            r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "",
+            *cells(
+                r.workflow_id,
+                r.alert,
+                r.target,
+                r.phase,
+                r.approval,
+                r.status,
+                r.started.strftime("%Y-%m-%d %H:%M:%S") if r.started else "",
+            )
         )
     out.print(table)
 
@@ -209,44 +223,40 @@ def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool 
     if as_json:
         out.print_json(s.model_dump_json())
         return
-    out.print(
-        f"[bold]{s.workflow_id}[/]  {s.alert.name}  phase [bold]{s.phase.value}[/]"
+    lines = [
+        f"{s.workflow_id}  {s.alert.name}  phase {s.phase.value}"
         f"  outcome {s.outcome.value if s.outcome else '-'}"
-    )
+    ]
     if s.triage:
-        out.print(
+        lines.append(
             f"target {s.triage.target}  severity {s.triage.severity}"
             f"{'  CRITICAL' if s.triage.critical else ''}  runbook "
             f"{s.triage.runbook.name if s.triage.runbook else '-'}"
         )
-    for e in s.evidence:
-        out.print(f"  evidence {e.key}: {'ok' if e.ok else e.error}")
+    lines += [f"  evidence {e.key}: {'ok' if e.ok else e.error}" for e in s.evidence]
     if s.plan:
-        out.print(f"plan ({s.plan.source}, confidence {s.plan.confidence}):")
-        for a in s.plan.actions:
-            out.print(f"  {a.id} {a.tool} {a.target} {a.params}")
-        for n in s.plan.notes:
-            out.print(f"  note: {n}")
+        lines.append(f"plan ({s.plan.source}, confidence {s.plan.confidence}):")
+        lines += [f"  {a.id} {a.tool} {a.target} {a.params}" for a in s.plan.actions]
+        lines += [f"  note: {n}" for n in s.plan.notes]
     for o in s.actions:
-        out.print(
+        lines.append(
             f"action {o.action.id} {o.action.tool}: {o.level.value}/{o.approval.value}"
             f"{' by ' + o.approver if o.approver else ''} → {o.result.value} {o.error}"
         )
         if o.preview:
-            out.print(f"    {o.preview}")
+            lines.append(f"    {o.preview}")
     if s.pending_approval:
         p = s.pending_approval
-        out.print(
-            f"[yellow]waiting for approval of {p.action.id} until {p.deadline:%H:%M:%S} UTC[/]: {p.preview}"
+        lines.append(
+            f"WAITING for approval of {p.action.id} until {p.deadline:%H:%M:%S} UTC: {p.preview}"
         )
     if s.verification:
-        out.print(
+        lines.append(
             f"verification: {'passed' if s.verification.passed else 'FAILED'} — {s.verification.detail}"
         )
-    for r in s.rollbacks:
-        out.print(f"rollback: {r}")
-    for n in s.notes:
-        out.print(f"note: {n}")
+    lines += [f"rollback: {r}" for r in s.rollbacks]
+    lines += [f"note: {n}" for n in s.notes]
+    say(*lines)
 
 
 def _decide(ident: str, approve: bool, approver: str | None, action: str, reason: str) -> None:
@@ -270,7 +280,7 @@ def _decide(ident: str, approve: bool, approver: str | None, action: str, reason
         record = run(go())
     except OperationError as exc:
         raise fail(str(exc)) from exc
-    out.print(f"{record.verdict.value}: action {record.action_id} of {ident} by {record.approver}")
+    say(f"{record.verdict.value}: action {record.action_id} of {ident} by {record.approver}")
 
 
 ApproverOpt = typer.Option(None, "--approver", "-a", help="Your approver identity.")
@@ -330,15 +340,17 @@ def changes(
         if r.rollback_of:
             result += f" [undoes {r.rollback_of[:8]}]"
         table.add_row(
-            r.change_id[:8],
-            f"{r.at:%m-%d %H:%M:%S}",
-            r.workflow_id,
-            r.action,
-            r.target,
-            r.level.value,
-            r.approval.value + (f" {r.approver}" if r.approver else ""),
-            result,
-            r.preview,
+            *cells(
+                r.change_id[:8],
+                f"{r.at:%m-%d %H:%M:%S}",
+                r.workflow_id,
+                r.action,
+                r.target,
+                r.level.value,
+                r.approval.value + (f" {r.approver}" if r.approver else ""),
+                result,
+                r.preview,
+            )
         )
     out.print(table)
 
@@ -367,7 +379,7 @@ def rollback(change_id: str = typer.Argument(..., metavar="CHANGE_ID")) -> None:
         wid = run(go())
     except OperationError as exc:
         raise fail(str(exc)) from exc
-    out.print(f"started {wid}; follow it with: homelab-agents incident show {wid}")
+    say(f"started {wid}; follow it with: homelab-agents incident show {wid}")
 
 
 def _pause(paused: bool, actor: str | None, reason: str) -> None:
@@ -385,9 +397,7 @@ def _pause(paused: bool, actor: str | None, reason: str) -> None:
         return await set_paused(client, store, paused, f"cli:{who}", reason)
 
     told = run(go())
-    out.print(
-        f"writes {'PAUSED' if paused else 'resumed'} by {who}; {told} running incident(s) told"
-    )
+    say(f"writes {'PAUSED' if paused else 'resumed'} by {who}; {told} running incident(s) told")
 
 
 @app.command()
@@ -422,7 +432,7 @@ def policy_explain(
     except (ToolFailure, ValueError) as exc:
         raise fail(str(exc), 2) from exc
     if not spec.is_write:
-        out.print(f"{action} is a read tool: it never needs approval")
+        say(f"{action} is a read tool: it never needs approval")
         return
     count = recent_writes
     if count is None:
@@ -437,11 +447,9 @@ def policy_explain(
     if as_json:
         dump(decision.model_dump(mode="json"))
         return
-    out.print(
-        f"[bold]{decision.level.value}[/]{' (dry-run)' if decision.dry_run else ''} for {action} on {ref}"
-    )
+    say(f"{decision.level.value}{' (dry-run)' if decision.dry_run else ''} for {action} on {ref}")
     for reason in decision.reasons:
-        out.print(f"  - {reason}")
+        say(f"  - {reason}")
 
 
 # --- catalog -----------------------------------------------------------------------------------
@@ -459,11 +467,13 @@ def tools_list(as_json: bool = JsonOpt, service: str = typer.Option(None)) -> No
     table = Table("tool", "kind", "level", "reversibility", "description")
     for s in specs:
         table.add_row(
-            s.name,
-            s.kind.value,
-            s.level.value if s.is_write else "-",
-            s.reversibility.value if s.is_write else "-",
-            s.description,
+            *cells(
+                s.name,
+                s.kind.value,
+                s.level.value if s.is_write else "-",
+                s.reversibility.value if s.is_write else "-",
+                s.description,
+            )
         )
     out.print(table)
     out.print(f"{len(specs)} tools ({sum(s.is_write for s in specs)} write)")
@@ -474,13 +484,17 @@ def main() -> None:
     try:
         result = app(standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         code = 130
+    except typer.TyperException as exc:  # usage errors (typer vendors click's exceptions)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {escape(str(exc))}")
+        code = int(getattr(exc, "exit_code", 2))
     except ConfigError as exc:
         err.print(f"[red]config error:[/] {exc}", highlight=False)
         code = 2

@@ -308,7 +308,12 @@ class IncidentWorkflow:
     async def _gate_and_apply(
         self, action: Action, triage: Triage, step: str, rollback_of: str = ""
     ) -> ActionOutcome:
-        call = ToolCall(tool=action.tool, target=action.target, params=action.params)
+        call = ToolCall(
+            tool=action.tool,
+            target=action.target,
+            params=action.params,
+            incident_id=self.state.incident_id,
+        )
         await self._set_phase(Phase.GATE)
         prepared = await self._prepare(call)
         if prepared.error is not None:
@@ -410,6 +415,7 @@ class IncidentWorkflow:
             params=action.params,
             change_id=change_id,
             before=prepared.before,
+            incident_id=self.state.incident_id,
         )
         try:
             result = await workflow.execute_activity(
