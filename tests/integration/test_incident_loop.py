@@ -201,3 +201,53 @@ async def test_critical_container_waits_for_cli_style_approval(
         assert state.actions[0].approver == "alice"
         refused = [r for r in stack.store.list_approvals(wid) if not r["accepted"]]
         assert {r["approver"] for r in refused} == {"mallory", "alice"}
+
+
+UNHEALTHY_UNTIL_RESTART = (
+    "if [ -f /tmp/booted ]; then touch /tmp/healthy; else touch /tmp/booted; fi; exec sleep 100000"
+)
+
+
+async def test_unhealthy_container_is_restarted_until_healthy(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    name = f"api-{uuid.uuid4().hex[:6]}"
+    async with running_stack(dev_env, docker_engine, tmp_path, watch=True) as stack:
+        await asyncio.sleep(0.5)
+        docker = stack.docker()
+        container = run_container(
+            docker,
+            name,
+            UNHEALTHY_UNTIL_RESTART,
+            init=True,  # tini forwards SIGTERM, so a restart is quick
+            healthcheck={"test": ["CMD-SHELL", "test -f /tmp/healthy"], "interval": 300_000_000, "retries": 1},
+        )
+        wid = f"incident-{fingerprint('lab', name, 'ContainerUnhealthy')}"
+        state = await stack.result(wid)
+        container.reload()
+        assert container.attrs["State"]["Health"]["Status"] == "healthy"
+        assert [(a.action.tool, a.result) for a in state.actions] == [("docker.restart", ChangeResult.APPLIED)]
+        assert state.outcome is Outcome.RESOLVED
+
+
+async def test_high_memory_usage_raises_the_limit_in_place(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    name = f"cache-{uuid.uuid4().hex[:6]}"
+    async with running_stack(dev_env, docker_engine, tmp_path) as stack:
+        docker = stack.docker()
+        container = run_container(
+            docker, name, "head -c 28000000 /dev/zero > /dev/shm/fill; exec sleep 100000",
+            mem_limit="32m", memswap_limit="32m",
+        )
+        await asyncio.sleep(1.5)
+        started_at = (container.reload(), container.attrs["State"]["StartedAt"])[1]
+        alert = am_alert("ContainerHighMemoryUsage", name)
+        await stack.post(alertmanager_payload(alert))
+        state = await stack.result(f"incident-{alert['fingerprint']}")
+        container.reload()
+        assert container.attrs["HostConfig"]["Memory"] == 48 * 1024**2
+        assert container.attrs["State"]["StartedAt"] == started_at  # in place, no restart
+        assert state.evidence[1].data["memory_percent"] >= 80
+        assert state.outcome is Outcome.RESOLVED, state.notes
+        assert state.verification is not None and state.verification.passed
