@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format system-deps venv demo bench clean
+.PHONY: run test lint format system-deps venv demo demo-stop bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,8 +36,16 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The demo lab (root: it mounts a small disk and runs dockerd): the first fault is injected at once.
+demo: system-deps venv
+	$(VENV)/bin/homelab-agents demo --inject docker-exit
+
+demo-stop: venv
+	$(VENV)/bin/homelab-agents demo stop
+
 bench: system-deps venv
 	$(PY) bench/mttr.py
+	$(PY) bench/scenarios.py
 
 clean:
 	rm -rf $(VENV) .homelab .pytest_cache .mypy_cache .ruff_cache

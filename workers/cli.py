@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.config import ConfigError, Settings, load_settings
+from workers.demo import demo_app
 
 T = TypeVar("T")
 
@@ -40,6 +41,7 @@ app.add_typer(incidents_app, name="incidents")
 app.add_typer(incident_app, name="incident")
 app.add_typer(tools_app, name="tools")
 app.add_typer(policy_app, name="policy")
+app.add_typer(demo_app, name="demo")
 
 # Piped output gets a wide console so tables stay one row per line (rich assumes 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 220)

@@ -1,0 +1,296 @@
+"""The demo lab: real services on loopback, recorded by pid so ``demo stop`` can clean up.
+
+Components: a private dockerd whose data-root is a small loop-mounted ext4 disk (so a log flood
+really fills a disk that node_exporter reports), a web app container with a healthcheck on a host
+port, PostgreSQL, nginx serving a certificate that expires in a few days, node_exporter,
+postgres_exporter, blackbox_exporter (HTTP probe of the web app, TLS probe of nginx), Prometheus with
+the rule files of ``deploy/prometheus`` and Alertmanager routing to the agents' intake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+
+from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
+from workers.lab.monitoring import (
+    Alertmanager,
+    Prometheus,
+    blackbox_exporter,
+    node_exporter,
+    postgres_exporter,
+)
+from workers.lab.postgres import Postgres
+from workers.lab.processes import Proc, free_port
+from workers.lab.tls import make_certificates, start_nginx
+
+DISK_MB = 512
+CERT_DAYS = 5
+
+
+class ProcRecord(BaseModel):
+    name: str
+    pid: int
+    started: str
+    log: str
+
+
+class LabState(BaseModel):
+    root: str
+    ports: dict[str, int]
+    docker_url: str
+    disk: str
+    mounted: bool = False
+    postgres_dir: str
+    procs: list[ProcRecord] = Field(default_factory=list)
+    config: str = ""
+    agents_pid: int = 0
+
+    def proc(self, record: ProcRecord) -> Proc:
+        return Proc(name=record.name, pid=record.pid, started=record.started, log=Path(record.log))
+
+
+def state_path(root: Path) -> Path:
+    return root / "lab.json"
+
+
+def load_state(root: Path) -> LabState | None:
+    path = state_path(root)
+    return LabState.model_validate_json(path.read_text()) if path.exists() else None
+
+
+def _mount_disk(image: Path, mountpoint: Path) -> bool:
+    """A small ext4 disk for the Docker engine; False (plain directory) if loop mounts fail."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    if not image.exists():
+        subprocess.run(["truncate", "-s", f"{DISK_MB}M", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    done = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True)
+    return done.returncode == 0
+
+
+class Lab:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def up(self, intake_port: int | None = None) -> LabState:
+        if load_state(self.root) is not None:
+            raise RuntimeError(
+                f"a lab is already recorded in {self.root}; run `homelab-agents demo stop` first"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        ports = {
+            name: free_port()
+            for name in (
+                "web",
+                "postgres",
+                "nginx",
+                "node",
+                "pg_exporter",
+                "blackbox",
+                "prometheus",
+                "alertmanager",
+                "temporal",
+                "temporal_ui",
+            )
+        }
+        ports["intake"] = intake_port or free_port()
+        disk = self.root / "docker-disk"
+        mounted = _mount_disk(self.root / "docker-disk.img", disk)
+        state = LabState(
+            root=str(self.root),
+            ports=ports,
+            docker_url=f"unix://{disk / 'docker.sock'}",
+            disk=str(disk),
+            mounted=mounted,
+            postgres_dir=str(self.root / "pg"),
+        )
+        self._save(state)
+        try:
+            engine = DockerEngine(disk).start()
+            self._record(state, engine.proc)
+            self._base_containers(engine, ports["web"])
+            pg = Postgres(
+                Path(state.postgres_dir), ports["postgres"], {"max_connections": "40"}
+            ).start()
+            pg.createdb("labdb")
+            ca, cert, key = make_certificates(self.root / "tls", CERT_DAYS)
+            self._record(state, start_nginx(self.root / "nginx", ports["nginx"], cert, key, ca))
+            self._record(state, node_exporter(self.root, ports["node"]))
+            self._record(
+                state,
+                postgres_exporter(
+                    self.root,
+                    ports["pg_exporter"],
+                    f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres?sslmode=disable",
+                ),
+            )
+            self._record(state, blackbox_exporter(self.root, ports["blackbox"], ca))
+            token = self.root / "intake-token"
+            if not token.exists():
+                token.write_text(secrets.token_urlsafe(24))
+                token.chmod(0o600)
+            am = Alertmanager(self.root, ports["alertmanager"])
+            am.write_config(f"http://127.0.0.1:{ports['intake']}/alerts/alertmanager", token)
+            self._record(state, am.start().proc)
+            prom = Prometheus(self.root, ports["prometheus"])
+            prom.write_config(
+                scrape={
+                    "node": [f"127.0.0.1:{ports['node']}"],
+                    "postgres": [f"127.0.0.1:{ports['pg_exporter']}"],
+                },
+                alertmanager_port=ports["alertmanager"],
+                probes={
+                    "blackbox-http": {
+                        "module": "http_2xx",
+                        "targets": [f"http://127.0.0.1:{ports['web']}/"],
+                        "exporter": f"127.0.0.1:{ports['blackbox']}",
+                    },
+                    "blackbox-tls": {
+                        "module": "tls_connect",
+                        "targets": [f"127.0.0.1:{ports['nginx']}"],
+                        "exporter": f"127.0.0.1:{ports['blackbox']}",
+                    },
+                },
+            )
+            self._record(state, prom.start().proc)
+            state.config = str(self.write_agents_config(state, token))
+            self._save(state)
+        except Exception:
+            self.down()
+            raise
+        return state
+
+    def _base_containers(self, engine: DockerEngine, web_port: int) -> None:
+        with contextlib.closing(engine.client()) as client:
+            client.containers.run(
+                BUSYBOX_IMAGE,
+                ["httpd", "-f", "-p", f"127.0.0.1:{web_port}", "-h", "/www"],
+                name="web",
+                detach=True,
+                network_mode="host",
+                init=True,
+                healthcheck={
+                    "test": [
+                        "CMD-SHELL",
+                        f"wget -q -O /dev/null http://127.0.0.1:{web_port}/ || exit 1",
+                    ],
+                    "interval": 1_000_000_000,
+                    "retries": 2,
+                },
+                labels={"homelab.lab": "base"},
+            )
+
+    def write_agents_config(self, state: LabState, token: Path) -> Path:
+        ports = state.ports
+        config: dict[str, Any] = {
+            "temporal": {
+                "port": ports["temporal"],
+                "ui_port": ports["temporal_ui"],
+                "state_dir": str(self.root / "agents"),
+                "task_queue": "homelab-lab",
+            },
+            "intake": {"port": ports["intake"], "token_file": str(token)},
+            "approval": {
+                "approvers": ["you"],
+                "cli_approver": "you",
+                "critical": ["docker:lab/payments-*", "postgres:lab/payments*"],
+                "timeout": "5m",
+            },
+            "docker": [
+                {
+                    "name": "lab",
+                    "url": state.docker_url,
+                    "instances": [f"127.0.0.1:{ports['node']}"],
+                }
+            ],
+            "postgres": [
+                {
+                    "name": "lab",
+                    "dsn": f"host=127.0.0.1 port={ports['postgres']} user=postgres dbname=postgres",
+                    "instances": [f"127.0.0.1:{ports['pg_exporter']}"],
+                }
+            ],
+            "prometheus": [{"name": "lab", "url": f"http://127.0.0.1:{ports['prometheus']}"}],
+            "alertmanager": [{"name": "lab", "url": f"http://127.0.0.1:{ports['alertmanager']}"}],
+            "worker": {"metrics_port": 0},
+        }
+        path = self.root / "homelab.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def _record(self, state: LabState, proc: Proc | None) -> None:
+        if proc is not None:
+            state.procs.append(
+                ProcRecord(name=proc.name, pid=proc.pid, started=proc.started, log=str(proc.log))
+            )
+            self._save(state)
+
+    def _save(self, state: LabState) -> None:
+        state_path(self.root).write_text(state.model_dump_json(indent=2))
+
+    def down(self, remove: bool = True) -> list[str]:
+        """Stop every recorded process (newest first), PostgreSQL, the engine; unmount; clean up."""
+        state = load_state(self.root)
+        stopped: list[str] = []
+        if state is None:
+            return stopped
+        if state.agents_pid:
+            agents = Proc(
+                name="agents",
+                pid=state.agents_pid,
+                started=_start_of(state.agents_pid),
+                log=Path(""),
+            )
+            agents.stop(grace=20)
+            stopped.append("agents")
+        docker_proc = next((p for p in state.procs if p.name == "dockerd"), None)
+        if docker_proc is not None and state.proc(docker_proc).alive():
+            with contextlib.suppress(Exception):
+                DockerEngine(Path(state.disk)).remove_all_containers()
+        for record in reversed(state.procs):
+            state.proc(record).stop()
+            stopped.append(record.name)
+        Postgres(Path(state.postgres_dir), state.ports["postgres"]).stop()
+        stopped.append("postgres")
+        if state.mounted:
+            subprocess.run(["umount", "-l", state.disk], capture_output=True)
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            state_path(self.root).unlink(missing_ok=True)
+        return stopped
+
+
+def _start_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def describe(state: LabState) -> dict[str, Any]:
+    ports = state.ports
+    return {
+        "web app": f"http://127.0.0.1:{ports['web']}/",
+        "nginx (TLS)": f"https://127.0.0.1:{ports['nginx']}/",
+        "postgres": f"postgresql://postgres@127.0.0.1:{ports['postgres']}/labdb",
+        "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
+        "alertmanager": f"http://127.0.0.1:{ports['alertmanager']}",
+        "temporal web ui": f"http://127.0.0.1:{ports['temporal_ui']}",
+        "intake": f"http://127.0.0.1:{ports['intake']}/alerts/alertmanager",
+        "docker": state.docker_url,
+        "config": state.config,
+    }
+
+
+def dump_json(state: LabState) -> str:
+    return json.dumps(describe(state), indent=2)

@@ -1,0 +1,423 @@
+"""Fault scenarios as data, and the runner that injects them and checks the real outcome.
+
+A scenario file (``deploy/lab/scenarios/*.yaml``) says how to inject a fault into the lab, which
+alert should come of it (from Prometheus rules or the Docker events watcher), the expected outcome,
+the writes that are allowed, what a human does if asked, and an independent check of the real
+system afterwards — read from the engine or the database, never from the agents' own report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import tarfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+import psycopg
+import yaml
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client
+
+from activities.store import Store
+from core.models import (
+    ApprovalDecision,
+    ApprovalVerdict,
+    ChangeResult,
+    IncidentState,
+    Outcome,
+    RiskLevel,
+)
+from core.units import Duration
+from workers.lab.dockerd import BUSYBOX_IMAGE
+from workers.lab.lab import LabState
+from workers.operations import decide, list_incidents
+from workflows.incident import IncidentWorkflow
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "scenarios"
+
+Expected = Literal[
+    "resolved",
+    "approval_then_resolved",
+    "auto_denied",
+    "rolled_back",
+    "escalated",
+    "alert_resolved",
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DockerRun(Strict):
+    name: str
+    command: str
+    mem_limit: str | None = None
+    memswap_limit: str | None = None
+    healthcheck: str | None = Field(default=None, description="shell command (CMD-SHELL)")
+    health_interval_ms: int = 500
+    restart_policy: str | None = None
+    init: bool = True
+    network_host: bool = False
+
+
+class Step(Strict):
+    """One injection or cleanup step; exactly one field is set."""
+
+    docker_run: DockerRun | None = None
+    docker_remove: list[str] | None = None
+    dangling_images: int | None = Field(default=None, description="import N untagged images")
+    dangling_image_mb: int = 8
+    sql: list[str] | None = None
+    sql_hold: list[str] | None = Field(
+        default=None, description="statements left running or idle in transaction until cleanup"
+    )
+    database: str = "labdb"
+    sleep: Duration | None = None
+
+
+class Check(Strict):
+    """An independent look at the real system after the incident."""
+
+    docker_running: str | None = None
+    docker_healthy: str | None = None
+    docker_memory_mb: dict[str, int] | None = None
+    docker_exited: str | None = None
+    dangling_images_max: int | None = None
+    sql_scalar: str | None = None
+    database: str = "labdb"
+    equals: Any = None
+    at_most: float | None = None
+    at_least: float | None = None
+
+
+class Expect(Strict):
+    outcome: Expected
+    writes: list[str] = Field(default_factory=list, description="applied writes allowed")
+    approval: bool = False
+
+
+class Scenario(Strict):
+    name: str
+    description: str
+    service: str
+    alert: str
+    alert_source: Literal["docker-events", "prometheus"]
+    target_contains: str = ""
+    inject: list[Step]
+    expect: Expect
+    decide: Literal["approve", "deny", "none"] = "none"
+    checks: list[Check] = Field(default_factory=list)
+    cleanup: list[Step] = Field(default_factory=list)
+    timeout: Duration = timedelta(seconds=120)
+    ci: bool = Field(default=False, description="part of the fast subset run as an e2e test")
+
+
+def load_scenarios(directory: Path = SCENARIO_DIR) -> list[Scenario]:
+    scenarios = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            scenarios.append(Scenario.model_validate(yaml.safe_load(path.read_text())))
+        except Exception as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+    names = [s.name for s in scenarios]
+    if len(names) != len(set(names)):
+        raise ValueError("scenario names must be unique")
+    return scenarios
+
+
+class ScenarioResult(BaseModel):
+    name: str
+    expected: str
+    observed: str
+    passed: bool
+    auto_eligible: bool
+    approval_required: bool
+    approval_asked: bool
+    writes: list[str] = Field(default_factory=list)
+    unintended: list[str] = Field(default_factory=list)
+    checks_passed: bool = False
+    check_notes: list[str] = Field(default_factory=list)
+    workflow_id: str = ""
+    restore_from_start_s: float | None = None
+    restore_from_intake_s: float | None = None
+    verified_from_start_s: float | None = None
+    verified_from_intake_s: float | None = None
+    seconds: float = 0.0
+    error: str = ""
+
+
+class LabHands:
+    """Injects faults into the lab and checks its real state (docker SDK, psycopg)."""
+
+    def __init__(self, state: LabState) -> None:
+        self.state = state
+        self.docker = docker.DockerClient(base_url=state.docker_url, version="auto", timeout=120)
+        self.held: list[psycopg.Connection[Any]] = []
+
+    def close(self) -> None:
+        self.release()
+        self.docker.close()
+
+    def dsn(self, database: str) -> str:
+        return f"host=127.0.0.1 port={self.state.ports['postgres']} user=postgres dbname={database}"
+
+    def ensure_database(self, name: str) -> None:
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def run_step(self, step: Step) -> None:
+        if step.docker_run is not None:
+            spec = step.docker_run
+            with contextlib.suppress(docker.errors.NotFound):
+                self.docker.containers.get(spec.name).remove(force=True)
+            kwargs: dict[str, Any] = {
+                "name": spec.name,
+                "detach": True,
+                "init": spec.init,
+                "labels": {"homelab.lab": "scenario"},
+            }
+            if spec.mem_limit:
+                kwargs["mem_limit"] = spec.mem_limit
+                kwargs["memswap_limit"] = spec.memswap_limit or spec.mem_limit
+            if spec.healthcheck:
+                kwargs["healthcheck"] = {
+                    "test": ["CMD-SHELL", spec.healthcheck],
+                    "interval": spec.health_interval_ms * 1_000_000,
+                    "retries": 1,
+                }
+            if spec.restart_policy:
+                kwargs["restart_policy"] = {"Name": spec.restart_policy}
+            if spec.network_host:
+                kwargs["network_mode"] = "host"
+            self.docker.containers.run(BUSYBOX_IMAGE, ["sh", "-c", spec.command], **kwargs)
+        elif step.docker_remove is not None:
+            for name in step.docker_remove:
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.docker.containers.get(name).remove(force=True)
+        elif step.dangling_images is not None:
+            for _ in range(step.dangling_images):
+                buffer = io.BytesIO()
+                payload = uuid.uuid4().bytes * (step.dangling_image_mb * 65536)
+                with tarfile.open(fileobj=buffer, mode="w") as tar:
+                    info = tarfile.TarInfo("blob")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+                self.docker.api.import_image_from_data(buffer.getvalue())
+        elif step.sql is not None:
+            self.ensure_database(step.database)
+            with psycopg.connect(self.dsn(step.database), autocommit=True) as conn:
+                for statement in step.sql:
+                    conn.execute(statement.encode())
+        elif step.sql_hold is not None:
+            self.ensure_database(step.database)
+            conn = psycopg.connect(self.dsn(step.database), autocommit=False)
+            self.held.append(conn)
+            for statement in step.sql_hold:
+                if statement.strip().lower().startswith("select pg_sleep"):
+                    # a long query: run it from a thread so injection returns
+                    threading.Thread(target=_quietly, args=(conn, statement), daemon=True).start()
+                else:
+                    conn.execute(statement.encode())
+        elif step.sleep is not None:
+            time.sleep(step.sleep.total_seconds())
+
+    def release(self) -> None:
+        for conn in self.held:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self.held.clear()
+
+    def check(self, check: Check) -> tuple[bool, str]:
+        try:
+            if check.docker_running:
+                c = self.docker.containers.get(check.docker_running)
+                return c.status == "running", f"{check.docker_running} is {c.status}"
+            if check.docker_exited:
+                c = self.docker.containers.get(check.docker_exited)
+                return c.status == "exited", f"{check.docker_exited} is {c.status}"
+            if check.docker_healthy:
+                c = self.docker.containers.get(check.docker_healthy)
+                health = (c.attrs["State"].get("Health") or {}).get("Status")
+                return health == "healthy", f"{check.docker_healthy} health {health}"
+            if check.docker_memory_mb:
+                ((name, mb),) = check.docker_memory_mb.items()
+                memory = self.docker.containers.get(name).attrs["HostConfig"]["Memory"]
+                return (
+                    memory == mb * 1024 * 1024,
+                    f"{name} memory {memory // 1048576} MiB (want {mb})",
+                )
+            if check.dangling_images_max is not None:
+                count = len(self.docker.images.list(filters={"dangling": True}))
+                return count <= check.dangling_images_max, f"{count} dangling images"
+            if check.sql_scalar:
+                with psycopg.connect(self.dsn(check.database), autocommit=True) as conn:
+                    row = conn.execute(check.sql_scalar.encode()).fetchone()
+                value = row[0] if row else None
+                ok = True
+                if check.equals is not None:
+                    ok = ok and value == check.equals
+                if check.at_most is not None:
+                    ok = ok and value is not None and float(value) <= check.at_most
+                if check.at_least is not None:
+                    ok = ok and value is not None and float(value) >= check.at_least
+                return ok, f"{check.sql_scalar!r} = {value!r}"
+        except Exception as exc:
+            return False, f"check failed: {type(exc).__name__}: {exc}"
+        return False, "empty check"
+
+
+def _quietly(conn: psycopg.Connection[Any], statement: str) -> None:
+    with contextlib.suppress(Exception):
+        conn.execute(statement.encode())
+
+
+async def find_incident(client: Client, scenario: Scenario, since: datetime, within: float) -> str:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for row in await list_incidents(client, limit=50):
+            if row.alert != scenario.alert or (row.started and row.started < since):
+                continue
+            if scenario.target_contains and scenario.target_contains not in row.target:
+                continue
+            return row.workflow_id
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"no {scenario.alert} incident within {within:.0f}s")
+
+
+async def run_scenario(
+    scenario: Scenario, hands: LabHands, client: Client, store: Store, approver: str = "you"
+) -> ScenarioResult:
+    """Inject, follow the incident, act as the human the scenario describes, check the real state."""
+    started = time.monotonic()
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    result = ScenarioResult(
+        name=scenario.name,
+        expected=scenario.expect.outcome,
+        observed="",
+        passed=False,
+        auto_eligible=scenario.expect.outcome == "resolved",
+        approval_required=scenario.expect.approval,
+        approval_asked=False,
+    )
+    timeout = scenario.timeout.total_seconds()
+    try:
+        for step in scenario.inject:
+            await asyncio.to_thread(hands.run_step, step)
+        wid = await find_incident(client, scenario, since, timeout)
+        result.workflow_id = wid
+        handle = client.get_workflow_handle_for(IncidentWorkflow.run, wid)
+        state = await _follow(handle, scenario, result, client, store, approver, timeout)
+        result.observed = _observed(state)
+        applied = [a.action.tool for a in state.actions if a.result is ChangeResult.APPLIED]
+        result.writes = applied
+        result.unintended = [w for w in applied if w not in scenario.expect.writes]
+        _timings(result, state)
+        notes, ok = [], True
+        for check in scenario.checks:
+            for attempt in range(10):
+                passed, note = await asyncio.to_thread(hands.check, check)
+                if passed or attempt == 9:
+                    break
+                await asyncio.sleep(0.5)
+            notes.append(("ok: " if passed else "FAIL: ") + note)
+            ok = ok and passed
+        result.checks_passed, result.check_notes = ok, notes
+        result.passed = (
+            result.observed == scenario.expect.outcome
+            and ok
+            and not result.unintended
+            and result.approval_asked == scenario.expect.approval
+        )
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        hands.release()
+        for step in scenario.cleanup:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(hands.run_step, step)
+        result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+async def _follow(
+    handle: Any,
+    scenario: Scenario,
+    result: ScenarioResult,
+    client: Client,
+    store: Store,
+    approver: str,
+    within: float,
+) -> IncidentState:
+    """Poll the incident; answer its approval request the way the scenario's human would."""
+    deadline = time.monotonic() + within
+    answered = False
+    while time.monotonic() < deadline:
+        try:
+            state: IncidentState = await asyncio.wait_for(
+                handle.query(IncidentWorkflow.get_state), 10
+            )
+        except Exception:
+            await asyncio.sleep(0.3)
+            continue
+        if state.pending_approval is not None and not answered and scenario.decide != "none":
+            answered = True
+            decision = ApprovalDecision(
+                approve=scenario.decide == "approve", approver=approver, via="cli"
+            )
+            await decide(client, store, state.workflow_id, decision)
+        if state.closed_at is not None:
+            final: IncidentState = await asyncio.wait_for(handle.result(), 30)
+            asked = {ApprovalVerdict.APPROVED, ApprovalVerdict.DENIED, ApprovalVerdict.TIMEOUT}
+            result.approval_asked = any(a.approval in asked for a in final.actions) or any(
+                a.approval is ApprovalVerdict.NOT_REQUIRED and a.level is RiskLevel.HARD
+                for a in final.actions
+            )
+            return final
+        await asyncio.sleep(0.3)
+    raise TimeoutError(f"{handle.id} did not close within {within:.0f}s")
+
+
+def _observed(state: IncidentState) -> str:
+    timed_out = any(a.result is ChangeResult.TIMEOUT for a in state.actions)
+    approved = any(a.approval.value == "approved" for a in state.actions)
+    if timed_out:
+        return "auto_denied"
+    if state.outcome is Outcome.RESOLVED:
+        return "approval_then_resolved" if approved else "resolved"
+    if state.outcome is Outcome.ROLLED_BACK:
+        return "rolled_back"
+    if state.outcome is Outcome.ALERT_RESOLVED:
+        return "alert_resolved"
+    return state.outcome.value if state.outcome else "open"
+
+
+def _timings(result: ScenarioResult, state: IncidentState) -> None:
+    verification = state.verification
+    alert = state.alert
+    if verification is None or verification.first_pass_at is None or not verification.passed:
+        return
+    result.restore_from_start_s = round(
+        (verification.first_pass_at - alert.starts_at).total_seconds(), 3
+    )
+    if verification.verified_at:
+        result.verified_from_start_s = round(
+            (verification.verified_at - alert.starts_at).total_seconds(), 3
+        )
+    if alert.received_at:
+        result.restore_from_intake_s = round(
+            (verification.first_pass_at - alert.received_at).total_seconds(), 3
+        )
+        if verification.verified_at:
+            result.verified_from_intake_s = round(
+                (verification.verified_at - alert.received_at).total_seconds(), 3
+            )
