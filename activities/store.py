@@ -8,6 +8,7 @@ a rollback is a new change that names the one it undoes (``rollback_of``).
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -146,6 +147,53 @@ feedback = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
 )
 
+# --- Telegram (migration 3): callback tokens, sent approval messages, refused presses ---------
+
+telegram_callbacks = sa.Table(
+    "telegram_callbacks",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("message_key", sa.String(100), nullable=False, index=True),
+    sa.Column("verb", sa.String(16), nullable=False),
+    sa.Column("workflow_id", sa.String(200), nullable=False),
+    sa.Column("action_id", sa.String(64), nullable=False),
+    sa.Column("chat_id", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+telegram_messages = sa.Table(
+    "telegram_messages",
+    metadata,
+    sa.Column("message_key", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("workflow_id", sa.String(200), nullable=False, index=True),
+    sa.Column("action_id", sa.String(64), nullable=False),
+    sa.Column("chat_id", sa.BigInteger, nullable=False),
+    sa.Column("message_id", sa.BigInteger, nullable=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(300), nullable=False),
+    sa.Column("edited", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+)
+
+telegram_refusals = sa.Table(
+    "telegram_refusals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=True),
+    sa.Column("username", sa.String(200), nullable=False),
+    sa.Column("chat_id", sa.BigInteger, nullable=True),
+    sa.Column("data", sa.String(300), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("workflow_id", sa.String(200), nullable=False),
+    sa.Column("action_id", sa.String(64), nullable=False),
+)
+
 APPEND_ONLY = ("changes", "approvals", "control_events")
 
 
@@ -185,9 +233,27 @@ def _m2_append_only(conn: Connection) -> None:
         _append_only_postgres(conn)
 
 
+def _m3_telegram(conn: Connection) -> None:
+    """Telegram bot state; refused presses are an audit trail, so append-only like approvals."""
+    metadata.create_all(conn, tables=[telegram_callbacks, telegram_messages, telegram_refusals])
+    if conn.dialect.name == "sqlite":
+        for op in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER IF NOT EXISTS telegram_refusals_no_{op.lower()} BEFORE {op} "
+                "ON telegram_refusals BEGIN SELECT RAISE(ABORT, "
+                "'telegram_refusals is append-only'); END"
+            )
+    else:  # homelab_append_only() exists since migration 2
+        conn.exec_driver_sql(
+            "CREATE TRIGGER telegram_refusals_append_only BEFORE UPDATE OR DELETE "
+            "ON telegram_refusals FOR EACH ROW EXECUTE FUNCTION homelab_append_only()"
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
+    (3, "telegram bot state", _m3_telegram),
 ]
 
 
@@ -485,6 +551,168 @@ class Store:
                     at=datetime.now(UTC),
                 )
             )
+
+    def list_feedback(self, workflow_id: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(feedback).order_by(feedback.c.at, feedback.c.id)
+        if workflow_id:
+            query = query.where(feedback.c.workflow_id == workflow_id)
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # --- telegram --------------------------------------------------------------------------
+
+    def telegram_tokens(
+        self, message_key: str, workflow_id: str, action_id: str, chat_id: int, verbs: list[str]
+    ) -> dict[str, str]:
+        """One opaque random callback token per button of a message (reused on a resend)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(telegram_callbacks.c.verb, telegram_callbacks.c.token).where(
+                    telegram_callbacks.c.message_key == message_key
+                )
+            ).all()
+            tokens = {r.verb: r.token for r in rows}
+            for verb in verbs:
+                if verb not in tokens:
+                    tokens[verb] = secrets.token_urlsafe(16)
+                    conn.execute(
+                        telegram_callbacks.insert().values(
+                            token=tokens[verb],
+                            message_key=message_key,
+                            verb=verb,
+                            workflow_id=workflow_id,
+                            action_id=action_id,
+                            chat_id=chat_id,
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+        return {verb: tokens[verb] for verb in verbs}
+
+    def telegram_token(self, token: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(telegram_callbacks).where(telegram_callbacks.c.token == token)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def telegram_save_message(
+        self,
+        message_key: str,
+        kind: str,
+        workflow_id: str,
+        action_id: str,
+        chat_id: int,
+        message_id: int | None,
+        payload: dict[str, Any],
+    ) -> None:
+        """Remember a sent message (insert, or fill in the message id of an earlier attempt)."""
+        with self._tx() as conn:
+            exists = conn.execute(
+                sa.select(telegram_messages.c.message_key).where(
+                    telegram_messages.c.message_key == message_key
+                )
+            ).first()
+            if exists:
+                conn.execute(
+                    telegram_messages.update()
+                    .where(telegram_messages.c.message_key == message_key)
+                    .values(message_id=message_id, payload=_json(payload))
+                )
+                return
+            conn.execute(
+                telegram_messages.insert().values(
+                    message_key=message_key,
+                    kind=kind,
+                    workflow_id=workflow_id,
+                    action_id=action_id,
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    payload=_json(payload),
+                    status="open",
+                    verdict="",
+                    decided_by="",
+                    edited=False,
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    def telegram_message(self, message_key: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(telegram_messages).where(telegram_messages.c.message_key == message_key)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def telegram_open_messages(self, workflow_id: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(telegram_messages)
+            .where(telegram_messages.c.workflow_id == workflow_id)
+            .where(telegram_messages.c.status == "open")
+            .order_by(telegram_messages.c.created_at)
+        )
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def telegram_close_message(self, message_key: str, verdict: str, decided_by: str) -> bool:
+        """Mark an approval message decided; False if it already was (first writer wins)."""
+        with self._tx() as conn:
+            result = conn.execute(
+                telegram_messages.update()
+                .where(telegram_messages.c.message_key == message_key)
+                .where(telegram_messages.c.status == "open")
+                .values(
+                    status="closed",
+                    verdict=verdict,
+                    decided_by=decided_by,
+                    closed_at=datetime.now(UTC),
+                )
+            )
+            return bool(result.rowcount)
+
+    def telegram_mark_edited(self, message_key: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                telegram_messages.update()
+                .where(telegram_messages.c.message_key == message_key)
+                .values(edited=True)
+            )
+
+    def telegram_refusal(
+        self,
+        *,
+        kind: str,
+        user_id: int | None,
+        username: str,
+        chat_id: int | None,
+        data: str,
+        reason: str,
+        workflow_id: str = "",
+        action_id: str = "",
+    ) -> None:
+        """Audit a refused press or command (append-only)."""
+        with self._tx() as conn:
+            conn.execute(
+                telegram_refusals.insert().values(
+                    at=datetime.now(UTC),
+                    kind=kind,
+                    user_id=user_id,
+                    username=username[:200],
+                    chat_id=chat_id,
+                    data=data[:300],
+                    reason=reason,
+                    workflow_id=workflow_id[:200],
+                    action_id=action_id[:64],
+                )
+            )
+
+    def telegram_refusals(self, limit: int = 1000) -> list[dict[str, Any]]:
+        query = (
+            sa.select(telegram_refusals)
+            .order_by(telegram_refusals.c.at, telegram_refusals.c.id)
+            .limit(limit)
+        )
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def _json(value: Any) -> Any:

@@ -146,11 +146,30 @@ class TelegramSettings(Section):
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
     webhook_secret: SecretStr | None = None
-    callback_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    callback_secret: SecretStr | None = Field(
+        default=None, description="unused: callback data are random server-side tokens"
+    )
+    poll_timeout: int = Field(default=10, ge=0, le=50, description="getUpdates long-poll seconds")
 
     @model_validator(mode="after")
     def _secret_files(self) -> TelegramSettings:
         self.token = self.token or _read_secret_file(self.token_file, "telegram.token_file")
+        self.webhook_secret = self.webhook_secret or _read_secret_file(
+            self.webhook_secret_file, "telegram.webhook_secret_file"
+        )
+        if self.token is not None and self.chat_id is None:
+            raise ValueError("telegram.chat_id is required when telegram.token is set")
+        if self.mode == "webhook" and self.token is not None:
+            if not self.webhook_url:
+                raise ValueError("telegram.webhook_url is required in webhook mode")
+            if self.webhook_secret is None or not re.fullmatch(
+                r"[A-Za-z0-9_-]{1,256}", self.webhook_secret.get_secret_value()
+            ):
+                raise ValueError(
+                    "telegram.webhook_secret (1-256 of A-Z a-z 0-9 _ -) is required in webhook "
+                    "mode: it is the only proof an update comes from Telegram"
+                )
         return self
 
     @property

@@ -153,6 +153,22 @@ def intake() -> None:
 
 
 @app.command()
+def bot() -> None:
+    """Run only the Telegram bot (approval buttons, commands); one bot process per token."""
+    from workers.telegram import run_bot
+
+    if not state.settings.telegram.enabled:
+        raise fail(
+            "telegram is not configured: set telegram.token (or token_file) and telegram.chat_id",
+            2,
+        )
+    try:
+        run(run_bot(state.settings))
+    except RuntimeError as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.command()
 def doctor(as_json: bool = JsonOpt) -> None:
     """Check Temporal, the store, the runbooks and every configured target."""
     from activities.catalog import default_catalog

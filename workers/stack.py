@@ -73,7 +73,11 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 def _notifiers(settings: Settings) -> list[Notifier]:
     """Notification channels beside the log (Telegram when configured)."""
-    return []
+    if not settings.telegram.enabled:
+        return []
+    from workers.telegram import telegram_notifier
+
+    return [telegram_notifier(settings)]
 
 
 class _Server(uvicorn.Server):
@@ -135,6 +139,10 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
         supervisor.add("worker", worker)
         supervisor.add("intake", lambda: _serve_intake(settings, router, parts.store))
         supervisor.add("docker-events", watcher.run)
+        if settings.telegram.enabled:
+            from workers.telegram import serve_bot
+
+            supervisor.add("telegram-bot", lambda: serve_bot(settings, client, parts.store))
         if dev is not None:
 
             async def watch_dev() -> None:
@@ -154,7 +162,13 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
             f"  Intake:       {intake}/alerts/alertmanager\n"
             f"  Metrics:      {intake}/metrics\n"
             f"  Docker:       {', '.join(f'{t.name} ({t.url})' for t in settings.docker) or 'no engines'}\n"
-            "  Ctrl-C stops everything."
+            + (
+                f"  Telegram:     bot for chat {settings.telegram.chat_id} "
+                f"({settings.telegram.mode})\n"
+                if settings.telegram.enabled
+                else "  Telegram:     not configured (approve with the CLI)\n"
+            )
+            + "  Ctrl-C stops everything."
         )
         if ready is not None:
             ready.set()

@@ -28,7 +28,8 @@ from workers.docker_events import DockerEventsWatcher
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
 from workers.lab.processes import free_port
 from workers.routing import AlertRouter
-from workers.stack import _serve_intake
+from workers.stack import _notifiers, _serve_intake
+from workers.telegram import serve_bot
 from workers.worker import build_components, build_worker
 from workflows.incident import IncidentWorkflow
 
@@ -116,12 +117,13 @@ async def running_stack(
     *,
     watch: bool = False,
     worker: bool = True,
+    bot: bool = False,
     settings: Settings | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
     settings = settings or stack_settings(env, engine, tmp, **overrides)
     client = env.client
-    parts = build_components(settings)
+    parts = build_components(settings, _notifiers(settings))
     router = AlertRouter(client, settings.temporal.task_queue)
     stack = Stack(settings, client, parts.store, engine, f"http://127.0.0.1:{settings.intake.port}")
     the_worker = build_worker(client, parts) if worker else None
@@ -131,6 +133,19 @@ async def running_stack(
     watcher = DockerEventsWatcher(settings, router.route) if watch else None
     if watcher is not None:
         stack.tasks.append(asyncio.create_task(watcher.run()))
+    if bot:  # the Telegram bot as `up` runs it (polling or webhook, per settings.telegram)
+        bot_started = asyncio.Event()
+        bot_task = asyncio.create_task(
+            serve_bot(settings, client, parts.store, started=bot_started)
+        )
+        stack.tasks.append(bot_task)
+        await asyncio.wait(
+            [bot_task, asyncio.create_task(bot_started.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+            timeout=30,
+        )
+        if bot_task.done():
+            bot_task.result()  # raise what stopped it
     async with httpx.AsyncClient(trust_env=False) as http:
         for _ in range(100):
             with contextlib.suppress(httpx.HTTPError):
@@ -147,7 +162,11 @@ async def running_stack(
         for task in stack.tasks:
             task.cancel()
         await asyncio.gather(*stack.tasks, return_exceptions=True)
-        parts.close()
+        for notifier in parts.notifiers:
+            aclose = getattr(notifier, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await parts.aclose()
 
 
 def alertmanager_payload(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
