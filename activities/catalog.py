@@ -93,6 +93,7 @@ class ToolContext(Generic[P]):
     clients: TargetClients
     before: dict[str, Any] | None = None
     change_id: str = ""
+    incident_id: str = ""
 
     @property
     def settings(self) -> Settings:
@@ -284,6 +285,6 @@ class Catalog:
 
 def default_catalog() -> Catalog:
     """The catalog of every built-in toolset."""
-    from activities import docker
+    from activities import docker, pbs, proxmox
 
-    return Catalog([docker.TOOLSET])
+    return Catalog([docker.TOOLSET, proxmox.TOOLSET, pbs.TOOLSET])

@@ -59,6 +59,7 @@ class ToolRunner:
             clients=self.clients,
             before=call.before,
             change_id=call.change_id,
+            incident_id=call.incident_id,
         )
 
     async def _invoke(self, spec: ToolSpec, fn: Callable[..., Any], *args: Any) -> Any:

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.models import ApprovalMode, RiskLevel, TargetRef
-from core.units import Duration
+from core.units import Duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("homelab.yaml")
 TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -232,6 +232,132 @@ class HttpTarget(Target):
         return self
 
 
+class ProxmoxSSH(Section):
+    """SSH to the nodes for what the API cannot do (``pct exec``); host keys always verified."""
+
+    host: str | None = Field(
+        default=None, description="address for every node; default: the API host"
+    )
+    nodes: dict[str, str] = Field(
+        default_factory=dict, description="node name -> SSH address, for clusters"
+    )
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+    key_file: Path
+    known_hosts: Path | None = Field(
+        default=None, description="known_hosts file with the nodes' keys; default ~/.ssh/known_hosts"
+    )
+    timeout: float = Field(default=15.0, gt=0)
+
+
+class SnapshotPolicy(Section):
+    """The agents' own ``ha-`` safety snapshots: when they are required and how many are kept.
+
+    Snapshots the agents did not take are never pruned.
+    """
+
+    keep: int = Field(default=3, ge=1, le=50, description="newest ha- snapshots kept per guest")
+    max_age: Duration = Field(default=timedelta(days=14), description="older ha- ones are pruned")
+    required: bool = Field(
+        default=True,
+        description="refuse a risky change when the guest's storage cannot snapshot; "
+        "false proceeds without the safety net (and says so in the preview)",
+    )
+
+
+def _verify_setting(value: bool | str, key: str) -> bool | str:
+    if isinstance(value, str):
+        if not Path(value).is_file():
+            raise ValueError(f"{key}: CA file {value} does not exist")
+    return value
+
+
+class ProxmoxTarget(Target):
+    """A Proxmox VE node or cluster, reached through its API with an API token."""
+
+    host: str
+    port: int = Field(default=8006, ge=1, le=65535)
+    token_id: str = Field(
+        pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
+        description="user@realm!tokenname",
+    )
+    token_secret: SecretStr | None = None
+    token_secret_file: Path | None = None
+    verify_ssl: bool | str = Field(
+        default=True, description="true, or the CA file (e.g. pve-root-ca.pem); false is unsafe"
+    )
+    timeout: float = Field(default=10.0, gt=0)
+    task_timeout: Duration = Field(
+        default=timedelta(minutes=5), description="how long a write waits for its PVE task"
+    )
+    memory_reserve: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="node memory (bytes or 512m) a memory increase must leave free",
+    )
+    snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
+    ssh: ProxmoxSSH | None = None
+
+    @field_validator("memory_reserve", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ProxmoxTarget:
+        self.token_secret = self.token_secret or _read_secret_file(
+            self.token_secret_file, f"{self.name}.token_secret_file"
+        )
+        if self.token_secret is None:
+            raise ValueError(f"{self.name}: token_secret or token_secret_file is required")
+        _verify_setting(self.verify_ssl, f"{self.name}.verify_ssl")
+        return self
+
+    @property
+    def token_user(self) -> str:
+        return self.token_id.split("!", 1)[0]
+
+    @property
+    def token_name(self) -> str:
+        return self.token_id.split("!", 1)[1]
+
+
+class PbsTarget(Target):
+    """A Proxmox Backup Server, reached through its API with an API token."""
+
+    host: str
+    port: int = Field(default=8007, ge=1, le=65535)
+    token_id: str = Field(
+        pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
+        description="user@realm!tokenname",
+    )
+    token_secret: SecretStr | None = None
+    token_secret_file: Path | None = None
+    verify_ssl: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+    datastores: list[str] = Field(
+        default_factory=list, description="datastores to watch; empty = all"
+    )
+
+    @model_validator(mode="after")
+    def _secrets(self) -> PbsTarget:
+        self.token_secret = self.token_secret or _read_secret_file(
+            self.token_secret_file, f"{self.name}.token_secret_file"
+        )
+        if self.token_secret is None:
+            raise ValueError(f"{self.name}: token_secret or token_secret_file is required")
+        _verify_setting(self.verify_ssl, f"{self.name}.verify_ssl")
+        return self
+
+    @property
+    def token_user(self) -> str:
+        return self.token_id.split("!", 1)[0]
+
+    @property
+    def token_name(self) -> str:
+        return self.token_id.split("!", 1)[1]
+
+
 class WorkerSettings(Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = no metrics server")
@@ -265,6 +391,8 @@ class Settings(BaseSettings):
     postgres: list[PostgresTarget] = Field(default_factory=list)
     prometheus: list[HttpTarget] = Field(default_factory=list)
     alertmanager: list[HttpTarget] = Field(default_factory=list)
+    proxmox: list[ProxmoxTarget] = Field(default_factory=list)
+    pbs: list[PbsTarget] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -278,7 +406,7 @@ class Settings(BaseSettings):
         # The YAML file arrives as init kwargs; the environment must win over it.
         return (env_settings, init_settings, file_secret_settings)
 
-    @field_validator("docker", "postgres", "prometheus", "alertmanager")
+    @field_validator("docker", "postgres", "prometheus", "alertmanager", "proxmox", "pbs")
     @classmethod
     def _names(cls, targets: list[Any], info: Any) -> list[Any]:
         return _unique_names(targets, info.field_name)
@@ -302,7 +430,7 @@ class Settings(BaseSettings):
 
     @property
     def services(self) -> list[str]:
-        return ["docker", "postgres", "prometheus", "alertmanager"]
+        return ["docker", "postgres", "prometheus", "alertmanager", "proxmox", "pbs"]
 
     def critical_reason(self, ref: TargetRef) -> str:
         """Why a target is critical (its ``critical`` flag or an ``approval.critical`` pattern)."""

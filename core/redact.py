@@ -25,6 +25,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     ),
     (re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), rf"\1{MASK}"),
     (re.compile(r"(PVEAPIToken=[^=\s]+=)[A-Za-z0-9-]+"), rf"\1{MASK}"),
+    (re.compile(r"(PBSAPIToken=[^:\s]+:)[A-Za-z0-9-]+"), rf"\1{MASK}"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), f"sk-{MASK}"),
     (re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b"), MASK),  # Telegram bot tokens
     (

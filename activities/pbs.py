@@ -1,0 +1,471 @@
+"""Proxmox Backup Server toolset (proxmoxer with ``service="PBS"``, API token auth).
+
+Read-only: datastore usage with the server's own fill-date estimate and garbage-collection state,
+snapshots per backup group with their age and verification, the last backup per guest, verify
+job results, and sync and prune job state. Targets are ``pbs:<target>`` optionally followed by a
+datastore and a backup group: ``pbs:backup/store1``, ``pbs:backup/store1/ct/200``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any, Literal
+
+import requests
+from proxmoxer import ProxmoxAPI
+from proxmoxer.core import ResourceException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from activities.catalog import NoParams, ToolContext, ToolFailure, Toolset
+from core.config import PbsTarget
+from core.models import ToolErrorKind
+from core.units import human_size, parse_duration
+
+
+def _message(exc: ResourceException) -> str:
+    """PBS sends its message as the response body (proxmoxer keeps it in ``errors``)."""
+    errors = exc.errors
+    if isinstance(errors, dict) and "errors" in errors:
+        body = errors["errors"]
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        if text.strip():
+            return text.strip()
+    if isinstance(errors, dict) and errors:
+        return "; ".join(f"{k}: {v}" for k, v in errors.items())
+    if isinstance(errors, str) and errors.strip():
+        return errors.strip()
+    return str(exc.content or exc.status_message or f"HTTP {exc.status_code}")
+
+
+def translate(exc: Exception) -> ToolFailure | None:
+    if isinstance(exc, ResourceException):
+        status = int(exc.status_code or 0)
+        message = _message(exc)
+        lowered = message.lower()
+        if status == 401:
+            return ToolFailure(
+                ToolErrorKind.UNAUTHORIZED,
+                f"the Proxmox Backup Server refused the API token ({message}); "
+                "check token_id and token_secret of the pbs target",
+            )
+        if status == 403:
+            return ToolFailure(
+                ToolErrorKind.UNAUTHORIZED, f"the API token lacks a permission: {message}"
+            )
+        if status == 404 or "does not exist" in lowered or "no such" in lowered:
+            return ToolFailure(ToolErrorKind.NOT_FOUND, message)
+        if status == 501:
+            return ToolFailure(ToolErrorKind.UNSUPPORTED, message)
+        if status in (502, 503, 504):
+            return ToolFailure(ToolErrorKind.UNREACHABLE, f"{status}: {message}")
+        return ToolFailure(ToolErrorKind.FAILED, f"{status} {message}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ToolFailure(
+            ToolErrorKind.FAILED,
+            f"TLS verification failed: {exc} (set verify_ssl to the CA file of the backup server, "
+            "e.g. a copy of /etc/proxmox-backup/proxy.pem)",
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return ToolFailure(ToolErrorKind.UNREACHABLE, f"Proxmox Backup Server unreachable: {exc}")
+    return None
+
+
+TOOLSET = Toolset(
+    service="pbs",
+    description="Proxmox Backup Server: datastores, GC, backup groups and snapshots, verify, sync, prune.",
+    translate=translate,
+)
+
+
+def make_client(target: PbsTarget) -> ProxmoxAPI:
+    assert target.token_secret is not None
+    return ProxmoxAPI(
+        target.host,
+        port=target.port,
+        service="PBS",
+        user=target.token_user,
+        token_name=target.token_name,
+        token_value=target.token_secret.get_secret_value(),
+        verify_ssl=target.verify_ssl,
+        timeout=target.timeout,
+    )
+
+
+def datastore_names(client: ProxmoxAPI, target: PbsTarget) -> list[str]:
+    """The configured datastores (all of the server's when none are listed)."""
+    available = [str(d.get("store")) for d in client.get("admin/datastore") or []]
+    if not target.datastores:
+        return sorted(available)
+    missing = [d for d in target.datastores if d not in available]
+    if missing:
+        raise ToolFailure(
+            ToolErrorKind.NOT_FOUND,
+            f"pbs {target.name}: no datastore {', '.join(missing)} "
+            f"(server has: {', '.join(available) or 'none'})",
+        )
+    return list(target.datastores)
+
+
+def probe(target: PbsTarget) -> str:
+    client = make_client(target)
+    version = client.get("version") or {}
+    stores = datastore_names(client, target)
+    text = f"PBS {version.get('version', '?')}.{version.get('release', '')}".rstrip(".")
+    text += f", datastores: {', '.join(stores) or 'none'}"
+    if target.verify_ssl is False:
+        text += "; WARNING: TLS verification is off (verify_ssl: false)"
+    return text
+
+
+TOOLSET.probe = probe
+
+
+def client_for(ctx: ToolContext[Any]) -> ProxmoxAPI:
+    return ctx.clients.client("pbs", ctx.ref.target, make_client)
+
+
+def target_of(ctx: ToolContext[Any]) -> PbsTarget:
+    target = ctx.clients.target("pbs", ctx.ref.target)
+    assert isinstance(target, PbsTarget)
+    return target
+
+
+def scope(ctx: ToolContext[Any]) -> tuple[list[str], str, str]:
+    """Datastores in scope, and the backup group (type, id) the resource names, if any."""
+    parts = [p for p in ctx.ref.resource.split("/") if p]
+    if len(parts) not in (0, 1, 3) or (len(parts) == 3 and parts[1] not in ("ct", "vm", "host")):
+        raise ToolFailure(
+            ToolErrorKind.INVALID,
+            f"{ctx.ref.resource!r} is not <datastore> or <datastore>/<ct|vm|host>/<id>",
+        )
+    client = client_for(ctx)
+    stores = datastore_names(client, target_of(ctx))
+    if parts:
+        known = [str(d.get("store")) for d in client.get("admin/datastore") or []]
+        if parts[0] not in known:
+            raise ToolFailure(
+                ToolErrorKind.NOT_FOUND,
+                f"no datastore {parts[0]!r} on pbs {ctx.ref.target} (has: {', '.join(known)})",
+            )
+        stores = [parts[0]]
+    kind, ident = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+    return stores, kind, ident
+
+
+def _age(epoch: Any, now: float) -> int | None:
+    return max(int(now - float(epoch)), 0) if epoch else None
+
+
+def _days(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f}d"
+    return f"{seconds / 3600:.1f}h"
+
+
+class DurationParam(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_age: str = Field(default="26h", description="older than this is stale (26h, 7d)")
+
+    @field_validator("max_age")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not isinstance(parse_duration(value), timedelta):
+            raise ValueError(f"{value!r} is not a duration such as 26h or 7d")
+        return value
+
+    @property
+    def max_age_seconds(self) -> float:
+        parsed = parse_duration(self.max_age)
+        assert isinstance(parsed, timedelta)
+        return parsed.total_seconds()
+
+
+def _task_status(client: ProxmoxAPI, upid: str | None) -> dict[str, Any] | None:
+    if not upid:
+        return None
+    node = upid.split(":")[1] if upid.count(":") > 2 else "localhost"
+    try:
+        status = client.get(f"nodes/{node}/tasks/{upid}/status") or {}
+    except ResourceException:
+        return None
+    return {
+        "status": status.get("status"),
+        "exitstatus": status.get("exitstatus"),
+        "ok": status.get("status") == "stopped" and status.get("exitstatus") == "OK",
+        "starttime": status.get("starttime"),
+    }
+
+
+class StoreParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    warn_percent: float = Field(default=85, gt=0, le=100)
+
+
+@TOOLSET.read(
+    "datastores",
+    "Datastore usage, the server's estimated full date, and garbage-collection results.",
+    StoreParams,
+    needs_resource=False,
+)
+def datastores(ctx: ToolContext[StoreParams]) -> dict[str, Any]:
+    client = client_for(ctx)
+    stores, _, _ = scope(ctx)
+    usage = {str(u.get("store")): u for u in client.get("status/datastore-usage") or []}
+    rows: list[dict[str, Any]] = []
+    now = time.time()
+    for store in stores:
+        status = client.get(f"admin/datastore/{store}/status", verbose=1) or {}
+        gc = status.get("gc-status") or client.get(f"admin/datastore/{store}/gc") or {}
+        total, used = int(status.get("total") or 0), int(status.get("used") or 0)
+        percent = round(used / total * 100, 2) if total else None
+        full = (usage.get(store) or {}).get("estimated-full-date")
+        last_gc = _task_status(client, gc.get("upid"))
+        rows.append(
+            {
+                "store": store,
+                "total": total,
+                "used": used,
+                "avail": int(status.get("avail") or 0),
+                "used_percent": percent,
+                "over": bool(percent is not None and percent >= ctx.params.warn_percent),
+                "estimated_full_date": full if full and full > 0 else None,
+                "days_until_full": round((full - now) / 86400, 1) if full and full > now else None,
+                "gc": {
+                    "upid": gc.get("upid"),
+                    "last_run": last_gc,
+                    "ok": last_gc["ok"] if last_gc else None,
+                    "removed_bytes": gc.get("removed-bytes"),
+                    "pending_bytes": gc.get("pending-bytes"),
+                    "disk_bytes": gc.get("disk-bytes"),
+                    "index_data_bytes": gc.get("index-data-bytes"),
+                    "still_bad": gc.get("still-bad", 0),
+                    "removed_bad": gc.get("removed-bad", 0),
+                },
+                "counts": status.get("counts") or {},
+            }
+        )
+    over = [r["store"] for r in rows if r["over"]]
+    gc_failed = [r["store"] for r in rows if r["gc"]["ok"] is False]
+    bad = [r["store"] for r in rows if r["gc"]["still_bad"]]
+    return {
+        "datastores": rows,
+        "count": len(rows),
+        "over": over,
+        "gc_failed": gc_failed,
+        "bad_chunks": bad,
+        "_summary": ", ".join(
+            f"{r['store']} {r['used_percent']}% of {human_size(r['total'])}" for r in rows
+        )
+        + (f"; GC failed on {', '.join(gc_failed)}" if gc_failed else ""),
+    }
+
+
+class SnapshotsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backup_type: Literal["ct", "vm", "host"] | None = None
+    backup_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    per_group: int = Field(default=10, ge=1, le=1000, description="newest snapshots per group")
+
+
+@TOOLSET.read(
+    "snapshots",
+    "Backup snapshots per group (ct/200, vm/100, host/x) with age, size and verification.",
+    SnapshotsParams,
+    needs_resource=False,
+)
+def snapshots(ctx: ToolContext[SnapshotsParams]) -> dict[str, Any]:
+    client = client_for(ctx)
+    stores, kind, ident = scope(ctx)
+    kind = kind or (ctx.params.backup_type or "")
+    ident = ident or (ctx.params.backup_id or "")
+    now = time.time()
+    groups: list[dict[str, Any]] = []
+    for store in stores:
+        query: dict[str, Any] = {}
+        if kind:
+            query["backup-type"] = kind
+        if ident:
+            query["backup-id"] = ident
+        by_group: dict[str, list[dict[str, Any]]] = {}
+        for snap in client.get(f"admin/datastore/{store}/snapshots", **query) or []:
+            key = f"{snap.get('backup-type')}/{snap.get('backup-id')}"
+            by_group.setdefault(key, []).append(snap)
+        for key, snaps in sorted(by_group.items()):
+            snaps.sort(key=lambda s: s.get("backup-time", 0), reverse=True)
+            verified = [s for s in snaps if (s.get("verification") or {}).get("state") == "ok"]
+            failed = [s for s in snaps if (s.get("verification") or {}).get("state") == "failed"]
+            groups.append(
+                {
+                    "datastore": store,
+                    "group": key,
+                    "count": len(snaps),
+                    "newest": snaps[0].get("backup-time"),
+                    "newest_age_seconds": _age(snaps[0].get("backup-time"), now),
+                    "oldest": snaps[-1].get("backup-time"),
+                    "verified": len(verified),
+                    "verify_failed": len(failed),
+                    "unverified": len(snaps) - len(verified) - len(failed),
+                    "snapshots": [
+                        {
+                            "time": s.get("backup-time"),
+                            "age_seconds": _age(s.get("backup-time"), now),
+                            "size": s.get("size"),
+                            "verification": (s.get("verification") or {}).get("state"),
+                            "protected": bool(s.get("protected")),
+                            "comment": s.get("comment"),
+                        }
+                        for s in snaps[: ctx.params.per_group]
+                    ],
+                }
+            )
+    if (kind and ident) and not groups:
+        raise ToolFailure(
+            ToolErrorKind.NOT_FOUND, f"no backups of {kind}/{ident} in {', '.join(stores)}"
+        )
+    total = sum(g["count"] for g in groups)
+    return {
+        "groups": groups,
+        "count": len(groups),
+        "snapshots": total,
+        "_summary": f"{len(groups)} backup groups, {total} snapshots"
+        + (
+            f"; {groups[0]['group']} newest {_days(groups[0]['newest_age_seconds'])} old"
+            if len(groups) == 1
+            else ""
+        ),
+    }
+
+
+@TOOLSET.read(
+    "last_backups",
+    "The newest backup of every guest (ct/vm groups) and which are older than max_age.",
+    DurationParam,
+    needs_resource=False,
+)
+def last_backups(ctx: ToolContext[DurationParam]) -> dict[str, Any]:
+    client = client_for(ctx)
+    stores, kind, ident = scope(ctx)
+    now = time.time()
+    newest: dict[str, dict[str, Any]] = {}
+    for store in stores:
+        for group in client.get(f"admin/datastore/{store}/groups") or []:
+            gtype, gid = group.get("backup-type"), str(group.get("backup-id"))
+            if gtype not in ("ct", "vm") or (kind and (gtype != kind or gid != ident)):
+                continue
+            key = f"{gtype}/{gid}"
+            last = group.get("last-backup") or 0
+            if key not in newest or last > newest[key]["last_backup"]:
+                newest[key] = {
+                    "group": key,
+                    "type": gtype,
+                    "vmid": int(gid) if gid.isdigit() else gid,
+                    "datastore": store,
+                    "last_backup": last,
+                    "count": group.get("backup-count"),
+                }
+    rows = sorted(newest.values(), key=lambda r: r["group"])
+    for row in rows:
+        row["age_seconds"] = _age(row["last_backup"], now)
+        row["stale"] = row["age_seconds"] is None or row["age_seconds"] > ctx.params.max_age_seconds
+    stale = [r["group"] for r in rows if r["stale"]]
+    data: dict[str, Any] = {
+        "guests": rows,
+        "count": len(rows),
+        "stale": stale,
+        "max_age": ctx.params.max_age,
+        "_summary": f"{len(rows)} guests backed up, {len(stale)} older than {ctx.params.max_age}",
+    }
+    if kind:
+        if not rows:
+            raise ToolFailure(ToolErrorKind.NOT_FOUND, f"no backups of {kind}/{ident}")
+        data.update({k: rows[0][k] for k in ("last_backup", "age_seconds", "stale", "count")})
+        data["_summary"] = f"{kind}/{ident}: newest backup {_days(rows[0]['age_seconds'])} old"
+    return data
+
+
+def _job_rows(client: ProxmoxAPI, path: str, kind: str, stores: list[str]) -> list[dict[str, Any]]:
+    try:
+        jobs = client.get(path) or []
+    except ResourceException as exc:
+        if exc.status_code in (404, 501):  # an older PBS without this job type
+            return []
+        raise
+    rows = []
+    for job in jobs:
+        if job.get("store") and job.get("store") not in stores:
+            continue
+        state = job.get("last-run-state")
+        rows.append(
+            {
+                "kind": kind,
+                "id": job.get("id"),
+                "store": job.get("store"),
+                "schedule": job.get("schedule"),
+                "disabled": bool(job.get("disable")),
+                "remote": job.get("remote"),
+                "remote_store": job.get("remote-store"),
+                "last_run_state": state,
+                "last_run_endtime": job.get("last-run-endtime"),
+                "last_run_upid": job.get("last-run-upid"),
+                "next_run": job.get("next-run"),
+                "ok": None if state is None else state == "OK",
+            }
+        )
+    return rows
+
+
+@TOOLSET.read(
+    "verify",
+    "Verify jobs' last results, and backup snapshots whose verification failed or never ran.",
+    needs_resource=False,
+)
+def verify(ctx: ToolContext[NoParams]) -> dict[str, Any]:
+    client = client_for(ctx)
+    stores, _, _ = scope(ctx)
+    jobs = _job_rows(client, "admin/verify", "verify", stores)
+    failed_snapshots = []
+    unverified = 0
+    for store in stores:
+        for snap in client.get(f"admin/datastore/{store}/snapshots") or []:
+            state = (snap.get("verification") or {}).get("state")
+            if state == "failed":
+                failed_snapshots.append(
+                    {
+                        "datastore": store,
+                        "group": f"{snap.get('backup-type')}/{snap.get('backup-id')}",
+                        "time": snap.get("backup-time"),
+                    }
+                )
+            elif state is None:
+                unverified += 1
+    failed_jobs = [j["id"] for j in jobs if j["ok"] is False]
+    return {
+        "jobs": jobs,
+        "failed_jobs": failed_jobs,
+        "failed_snapshots": failed_snapshots,
+        "unverified_snapshots": unverified,
+        "ok": not failed_jobs and not failed_snapshots,
+        "_summary": f"{len(jobs)} verify jobs ({len(failed_jobs)} failed), "
+        f"{len(failed_snapshots)} snapshots failed verification, {unverified} never verified",
+    }
+
+
+@TOOLSET.read("jobs", "Sync and prune jobs: schedule, last result, next run.", needs_resource=False)
+def jobs(ctx: ToolContext[NoParams]) -> dict[str, Any]:
+    client = client_for(ctx)
+    stores, _, _ = scope(ctx)
+    rows = _job_rows(client, "admin/sync", "sync", stores) + _job_rows(
+        client, "admin/prune", "prune", stores
+    )
+    failed = [f"{r['kind']}:{r['id']}" for r in rows if r["ok"] is False]
+    return {
+        "jobs": rows,
+        "count": len(rows),
+        "failed": failed,
+        "ok": not failed,
+        "_summary": f"{len(rows)} sync/prune jobs, {len(failed)} failed"
+        + (f" ({', '.join(failed)})" if failed else ""),
+    }
