@@ -24,6 +24,7 @@ from core.models import (
     Runbook,
     TargetRef,
     ToolCall,
+    ToolErrorKind,
     Triage,
     VerificationResult,
     VerifyRequest,
@@ -145,6 +146,9 @@ class IncidentActivities:
         data: list[Any] = []
         for check, result in zip(checks, results, strict=True):
             if not result.ok:
+                if result.error and result.error.kind is ToolErrorKind.UNAUTHORIZED:
+                    # Rejected credentials do not fix themselves: polling on is a retry storm.
+                    raise VerificationAborted(f"{check.tool}: {result.error.message}")
                 ok_all = False
                 error = result.error.message if result.error else "failed"
                 report.append(

@@ -54,7 +54,12 @@ class FakePBS:
     # --- setup ---------------------------------------------------------------------------------
 
     def add_datastore(
-        self, name: str, total: int, used: int, full_in_days: float | None = None, gc_ok: bool = True
+        self,
+        name: str,
+        total: int,
+        used: int,
+        full_in_days: float | None = None,
+        gc_ok: bool = True,
     ) -> Datastore:
         upid = f"UPID:localhost:00001234:00005678:00000001:{int(time.time()) - 7200:08X}:garbage_collection:{name}:root@pam:"
         self.tasks[upid] = {
@@ -67,7 +72,9 @@ class FakePBS:
             "status": "stopped",
             "exitstatus": "OK" if gc_ok else "unable to access chunk store - permission denied",
         }
-        store = Datastore(name=name, total=total, used=used, full_in_days=full_in_days, gc_upid=upid)
+        store = Datastore(
+            name=name, total=total, used=used, full_in_days=full_in_days, gc_upid=upid
+        )
         store.gc = {
             "upid": upid,
             "index-file-count": 12,
@@ -218,7 +225,7 @@ class FakePBS:
                 for snap in store.snapshots:
                     entry = counts.setdefault(snap["backup-type"], {"groups": 0, "snapshots": 0})
                     entry["snapshots"] += 1
-                for kind, ident in {(s["backup-type"], s["backup-id"]) for s in store.snapshots}:
+                for kind, _ident in {(s["backup-type"], s["backup-id"]) for s in store.snapshots}:
                     counts[kind]["groups"] += 1
                 data: dict[str, Any] = {
                     "total": store.total,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 FAILED_JOB = (
-    'Job for {unit} failed because the control process exited with error code.\n'
+    "Job for {unit} failed because the control process exited with error code.\n"
     'See "systemctl status {unit}" and "journalctl -xeu {unit}" for details.\n'
 )
 
@@ -103,8 +103,12 @@ class Unit:
         if (self.dir / "fail").exists():
             self._write("result", "exit-code")
             self._write("pid", "0")
-            self.journal(f"{self.name.split('.')[0]}[{os.getpid()}]: bind() to 0.0.0.0:80 failed (98: Address already in use)")
-            self.journal(f"systemd[1]: {self.name}: Main process exited, code=exited, status=1/FAILURE")
+            self.journal(
+                f"{self.name.split('.')[0]}[{os.getpid()}]: bind() to 0.0.0.0:80 failed (98: Address already in use)"
+            )
+            self.journal(
+                f"systemd[1]: {self.name}: Main process exited, code=exited, status=1/FAILURE"
+            )
             self.journal(f"systemd[1]: Failed to start {self.name}.")
             return False
         proc = subprocess.Popen(

@@ -363,7 +363,11 @@ class FakePVE:
 
     def _route(self, method: str, rel: str, args: dict[str, str]) -> Any:
         routes: list[tuple[str, str, Callable[..., Any]]] = [
-            ("GET", r"version", lambda: {"version": "8.2.4", "release": "8.2", "repoid": "faa83925"}),
+            (
+                "GET",
+                r"version",
+                lambda: {"version": "8.2.4", "release": "8.2", "repoid": "faa83925"},
+            ),
             ("GET", r"cluster/status", self._cluster_status),
             ("GET", r"cluster/resources", lambda: self._resources(args.get("type"))),
             ("GET", r"cluster/backup", lambda: copy.deepcopy(self.backup_jobs)),
@@ -447,7 +451,10 @@ class FakePVE:
                 node = kwargs.get("node")
                 if node is not None:
                     if node not in self.nodes:
-                        raise ApiError(500, f"hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known")
+                        raise ApiError(
+                            500,
+                            f"hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known",
+                        )
                     if not self.nodes[node].online:
                         raise ApiError(595, "No route to host")
                 return handler(**kwargs)
@@ -463,7 +470,9 @@ class FakePVE:
         guest = self.guests.get(int(vmid))
         if guest is None or guest.node != node or guest.type != kind:
             suffix = "lxc" if kind == "lxc" else "qemu-server"
-            raise ApiError(500, f"Configuration file 'nodes/{node}/{suffix}/{vmid}.conf' does not exist")
+            raise ApiError(
+                500, f"Configuration file 'nodes/{node}/{suffix}/{vmid}.conf' does not exist"
+            )
         return guest
 
     def _check_lock(self, guest: Guest) -> None:
@@ -658,14 +667,33 @@ class FakePVE:
 
     def _ha_current(self) -> list[dict[str, Any]]:
         if not self.ha_resources:
-            return [{"id": "quorum", "type": "quorum", "node": next(iter(self.nodes)), "status": "OK", "quorate": 1}]
+            return [
+                {
+                    "id": "quorum",
+                    "type": "quorum",
+                    "node": next(iter(self.nodes)),
+                    "status": "OK",
+                    "quorate": 1,
+                }
+            ]
         first = next(iter(self.nodes))
         rows: list[dict[str, Any]] = [
             {"id": "quorum", "type": "quorum", "node": first, "status": "OK", "quorate": 1},
-            {"id": "master", "type": "master", "node": first, "status": "active", "timestamp": int(time.time())},
+            {
+                "id": "master",
+                "type": "master",
+                "node": first,
+                "status": "active",
+                "timestamp": int(time.time()),
+            },
         ]
         rows += [
-            {"id": f"lrm:{n.name}", "type": "lrm", "node": n.name, "status": "active" if n.online else "old timestamp - dead?"}
+            {
+                "id": f"lrm:{n.name}",
+                "type": "lrm",
+                "node": n.name,
+                "status": "active" if n.online else "old timestamp - dead?",
+            }
             for n in self.nodes.values()
         ]
         for sid, res in self.ha_resources.items():
@@ -722,7 +750,12 @@ class FakePVE:
                 "free": n.rootfs_total - n.rootfs_used,
                 "avail": n.rootfs_total - n.rootfs_used,
             },
-            "cpuinfo": {"cpus": n.cpus, "model": "Fake CPU @ 3.00GHz", "sockets": 1, "cores": n.cpus},
+            "cpuinfo": {
+                "cpus": n.cpus,
+                "model": "Fake CPU @ 3.00GHz",
+                "sockets": 1,
+                "cores": n.cpus,
+            },
             "uptime": n.uptime,
             "pveversion": "pve-manager/8.2.4/faa83925c9641325",
             "kversion": "Linux 6.8.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.8.8-2",
@@ -752,11 +785,15 @@ class FakePVE:
             raise ApiError(500, f"storage '{store}' does not exist")
         rows: list[dict[str, Any]] = []
         for item in self.backups:
-            if item["storage"] == store and (item["node"] == node or self.storages[node][store]["shared"]):
+            if item["storage"] == store and (
+                item["node"] == node or self.storages[node][store]["shared"]
+            ):
                 rows.append({k: v for k, v in item.items() if k not in ("node", "storage")})
         for g in self.guests.values():
             for key, value in g.config.items():
-                if re.fullmatch(r"rootfs|mp\d+|scsi\d+|virtio\d+", key) and str(value).startswith(f"{store}:"):
+                if re.fullmatch(r"rootfs|mp\d+|scsi\d+|virtio\d+", key) and str(value).startswith(
+                    f"{store}:"
+                ):
                     rows.append(
                         {
                             "volid": str(value).split(",")[0],
@@ -803,7 +840,12 @@ class FakePVE:
     def _get_task(self, node: str, upid: str) -> Task:
         task = self.tasks.get(upid)
         if task is None or task.node != node:
-            raise ApiError(500, f"unable to parse worker upid '{upid}'" if not upid.startswith("UPID:") else "no such task")
+            raise ApiError(
+                500,
+                f"unable to parse worker upid '{upid}'"
+                if not upid.startswith("UPID:")
+                else "no such task",
+            )
         return task
 
     def _task_status(self, node: str, upid: str) -> dict[str, Any]:
@@ -831,7 +873,9 @@ class FakePVE:
         self, vmid: int | None, node: str, type: str, exitstatus: str, age_seconds: float = 3600
     ) -> str:
         guest = self.guests.get(vmid) if vmid else None
-        upid = self._task(guest, node, type, lambda: None if exitstatus == "OK" else exitstatus, delay=0)
+        upid = self._task(
+            guest, node, type, lambda: None if exitstatus == "OK" else exitstatus, delay=0
+        )
         task = self.tasks[upid]
         task.starttime = int(time.time() - age_seconds)
         self._advance()
@@ -867,7 +911,9 @@ class FakePVE:
             "netout": 65432,
             "diskread": 0,
             "diskwrite": 0,
-            "ha": {"managed": int(f"{'ct' if kind == 'lxc' else 'vm'}:{g.vmid}" in self.ha_resources)},
+            "ha": {
+                "managed": int(f"{'ct' if kind == 'lxc' else 'vm'}:{g.vmid}" in self.ha_resources)
+            },
         }
         if g.status == "running":
             row["pid"] = g.pid
@@ -903,13 +949,17 @@ class FakePVE:
         allowed = {"memory", "swap", "cores", "delete", "digest", "onboot", "description", "tags"}
         for key in args:
             if key not in allowed:
-                errors[key] = "property is not defined in schema and the schema does not allow additional properties"
+                errors[key] = (
+                    "property is not defined in schema and the schema does not allow additional properties"
+                )
         if "memory" in args and (not args["memory"].isdigit() or int(args["memory"]) < 16):
             errors["memory"] = "value must have a minimum value of 16"
         if "swap" in args and (not args["swap"].isdigit()):
             errors["swap"] = "type check ('integer') failed - got '" + args["swap"] + "'"
         if "swap" in args and g.type == "qemu":
-            errors["swap"] = "property is not defined in schema and the schema does not allow additional properties"
+            errors["swap"] = (
+                "property is not defined in schema and the schema does not allow additional properties"
+            )
         if "cores" in args and (not args["cores"].isdigit() or not 1 <= int(args["cores"]) <= 8192):
             errors["cores"] = "value must have a minimum value of 1"
         if errors:
@@ -978,7 +1028,11 @@ class FakePVE:
             if snap.get("parent"):
                 row["parent"] = snap["parent"]
             rows.append(row)
-        current: dict[str, Any] = {"name": "current", "description": "You are here!", "running": int(g.status == "running")}
+        current: dict[str, Any] = {
+            "name": "current",
+            "description": "You are here!",
+            "running": int(g.status == "running"),
+        }
         if g.config.get("parent"):
             current["parent"] = g.config["parent"]
         return [*rows, current]
@@ -987,7 +1041,11 @@ class FakePVE:
         g = self._guest(node, kind, vmid)
         name = args.get("snapname", "")
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]+", name) or len(name) > 40:
-            raise ApiError(400, "Parameter verification failed.", {"snapname": "invalid format - invalid configuration ID '" + name + "'"})
+            raise ApiError(
+                400,
+                "Parameter verification failed.",
+                {"snapname": "invalid format - invalid configuration ID '" + name + "'"},
+            )
         self._check_lock(g)
 
         def effect() -> str | None:
@@ -1005,7 +1063,9 @@ class FakePVE:
             g.config["parent"] = name
             return None
 
-        return self._task(g, node, "vzsnapshot" if kind == "lxc" else "qmsnapshot", effect, lock="snapshot")
+        return self._task(
+            g, node, "vzsnapshot" if kind == "lxc" else "qmsnapshot", effect, lock="snapshot"
+        )
 
     def _snapshot_config(self, node: str, kind: str, vmid: str, snap: str) -> dict[str, Any]:
         g = self._guest(node, kind, vmid)
@@ -1035,9 +1095,17 @@ class FakePVE:
                     g.config.pop("parent", None)
             return None
 
-        return self._task(g, node, "vzdelsnapshot" if kind == "lxc" else "qmdelsnapshot", effect, lock="snapshot-delete")
+        return self._task(
+            g,
+            node,
+            "vzdelsnapshot" if kind == "lxc" else "qmdelsnapshot",
+            effect,
+            lock="snapshot-delete",
+        )
 
-    def _snapshot_rollback(self, node: str, kind: str, vmid: str, snap: str, args: dict[str, str]) -> str:
+    def _snapshot_rollback(
+        self, node: str, kind: str, vmid: str, snap: str, args: dict[str, str]
+    ) -> str:
         g = self._guest(node, kind, vmid)
         self._check_lock(g)
         start_after = args.get("start") in ("1", "true")
@@ -1056,21 +1124,38 @@ class FakePVE:
                 g.started = time.time()
             return None
 
-        return self._task(g, node, "vzrollback" if kind == "lxc" else "qmrollback", effect, lock="rollback")
+        return self._task(
+            g, node, "vzrollback" if kind == "lxc" else "qmrollback", effect, lock="rollback"
+        )
 
     def _feature(self, node: str, kind: str, vmid: str, args: dict[str, str]) -> dict[str, Any]:
         g = self._guest(node, kind, vmid)
         if args.get("feature") not in ("snapshot", "clone", "copy"):
-            raise ApiError(400, "Parameter verification failed.", {"feature": "value '" + args.get("feature", "") + "' does not have a value in the enumeration 'snapshot, clone, copy'"})
+            raise ApiError(
+                400,
+                "Parameter verification failed.",
+                {
+                    "feature": "value '"
+                    + args.get("feature", "")
+                    + "' does not have a value in the enumeration 'snapshot, clone, copy'"
+                },
+            )
         has = g.snapshot_capable if args["feature"] == "snapshot" else True
-        return {"hasFeature": int(has)} if kind == "lxc" else {"hasFeature": int(has), "nodes": [node]}
+        return (
+            {"hasFeature": int(has)} if kind == "lxc" else {"hasFeature": int(has), "nodes": [node]}
+        )
 
     def _resize(self, node: str, kind: str, vmid: str, args: dict[str, str]) -> str:
         g = self._guest(node, kind, vmid)
         self._check_lock(g)
         disk = args.get("disk", "")
         if disk not in g.config:
-            raise ApiError(500, f"unable to parse volume ID '{disk}'" if kind == "lxc" else f"disk '{disk}' does not exist")
+            raise ApiError(
+                500,
+                f"unable to parse volume ID '{disk}'"
+                if kind == "lxc"
+                else f"disk '{disk}' does not exist",
+            )
         text = args.get("size", "")
         grow = text.startswith("+")
         amount = _size(text.lstrip("+"))

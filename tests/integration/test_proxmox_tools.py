@@ -191,14 +191,18 @@ async def test_usage_tasks_ha_and_backup_coverage(tools: Tools, lab: Lab) -> Non
 
 async def test_start_and_shutdown_wait_for_their_tasks(tools: Tools, lab: Lab) -> None:
     before_writes = writes(lab)
-    dry = await tools.runner.run(tools.call("proxmox.start", "lxc/203").model_copy(update={"dry_run": True}))
+    dry = await tools.runner.run(
+        tools.call("proxmox.start", "lxc/203").model_copy(update={"dry_run": True})
+    )
     assert dry.ok and dry.data["preview"] == f"start CT 203 (batch) on node {NODE} (now stopped)"
     assert writes(lab) == before_writes and lab.pve.guests[203].status == "stopped"
 
     prepared, result = await tools.apply("proxmox.start", "lxc/203")
     assert prepared.compensation is not None and prepared.compensation.tool == "proxmox.shutdown"
     assert result.ok and result.data["running"] is True
-    assert result.data["task"]["exitstatus"] == "OK" and ":vzstart:203:" in result.data["task"]["upid"]
+    assert (
+        result.data["task"]["exitstatus"] == "OK" and ":vzstart:203:" in result.data["task"]["upid"]
+    )
     assert lab.pve.guests[203].status == "running"
     noop = await tools.prepare("proxmox.start", "lxc/203")
     assert noop.noop and noop.preview.startswith("no-op")
@@ -265,7 +269,9 @@ async def test_container_without_snapshot_support(lab: Lab) -> None:
 # --- resources ---------------------------------------------------------------------------------
 
 
-async def test_memory_raise_on_a_normal_container_is_reverted_by_config(tools: Tools, lab: Lab) -> None:
+async def test_memory_raise_on_a_normal_container_is_reverted_by_config(
+    tools: Tools, lab: Lab
+) -> None:
     guest = lab.pve.guests[200]
     dry = await tools.runner.run(
         tools.call("proxmox.update_resources", "lxc/200", memory="768m").model_copy(
@@ -422,11 +428,17 @@ async def test_wrong_token_is_a_typed_error_sent_once(lab: Lab) -> None:
     bad = Tools(lab, proxmox=[lab.proxmox_target(token_secret="not-the-secret")])
     result = await bad.run("proxmox.guest_status", "lxc/200")
     assert result.error is not None and result.error.kind is ToolErrorKind.UNAUTHORIZED
-    assert "invalid token value!" in result.error.message and "not-the-secret" not in result.error.message
+    assert (
+        "invalid token value!" in result.error.message
+        and "not-the-secret" not in result.error.message
+    )
     assert lab.pve.count(status=401) == 1
     unknown = Tools(lab, proxmox=[lab.proxmox_target(token_id="root@pam!other")])
     other = await unknown.run("proxmox.cluster_status")
-    assert other.error is not None and "no such token 'other' for user 'root@pam'" in other.error.message
+    assert (
+        other.error is not None
+        and "no such token 'other' for user 'root@pam'" in other.error.message
+    )
     lab.pve.readonly_tokens.add("root@pam!homelab")
     tools = Tools(lab)
     denied = await tools.run("proxmox.start", "lxc/203")
@@ -440,7 +452,10 @@ async def test_tls_is_verified_against_the_ca(lab: Lab) -> None:
     system_cas = Tools(lab, proxmox=[lab.proxmox_target(verify_ssl=True)])
     result = await system_cas.run("proxmox.cluster_status")
     assert result.error is not None and result.error.kind is ToolErrorKind.FAILED
-    assert "TLS verification failed" in result.error.message and "pve-root-ca.pem" in result.error.message
+    assert (
+        "TLS verification failed" in result.error.message
+        and "pve-root-ca.pem" in result.error.message
+    )
     assert lab.pve.count() == 0  # the handshake failed: no request reached the API
     system_cas.clients.close()
 
@@ -486,7 +501,11 @@ async def test_restart_service_via_pct_exec_over_ssh(tools: Tools, lab: Lab) -> 
             update={"before": prepared.before}
         )
     )
-    assert retried.ok and retried.data["main_pid"] == new_pid and "already restarted" in retried.summary
+    assert (
+        retried.ok
+        and retried.data["main_pid"] == new_pid
+        and "already restarted" in retried.summary
+    )
 
     (lab.state / "ct" / "200" / "demo.service" / "fail").touch()
     failed = await tools.run("proxmox.restart_service", "lxc/200", service="demo")
@@ -554,7 +573,9 @@ async def test_pbs_reads(tools: Tools, lab: Lab) -> None:
     assert {j["kind"] for j in jobs.data["jobs"]} == {"sync", "prune"}
 
     unknown = await tools.runner.run(
-        ToolCall(tool="pbs.snapshots", target=TargetRef(service="pbs", target="backup", resource="nope"))
+        ToolCall(
+            tool="pbs.snapshots", target=TargetRef(service="pbs", target="backup", resource="nope")
+        )
     )
     assert unknown.error is not None and unknown.error.kind is ToolErrorKind.NOT_FOUND
 
