@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo lab run for real: a Docker engine
-# (dockerd, run on a private socket by the tests), busybox (the lab image), PostgreSQL.
+# (dockerd, run on a private socket by the tests), busybox (the lab image), PostgreSQL,
+# promtool (from the prometheus package) for the shipped alert rules.
 # Debian/Ubuntu, as root. Safe to re-run: installs only what is missing.
 set -euo pipefail
 
@@ -9,6 +10,15 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks the shipped rules
+# the demo lab and its scenario tests: the monitoring stack, exporters, nginx, loop-mounted ext4
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
+command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-postgres-exporter)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # the Proxmox tests: a real sshd on loopback runs `pct exec` for the container-service tools
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 

@@ -29,7 +29,7 @@ from workers.lab.monitoring import (
     postgres_exporter,
 )
 from workers.lab.postgres import Postgres
-from workers.lab.processes import Proc, free_port
+from workers.lab.processes import Proc, free_ports
 from workers.lab.tls import make_certificates, start_nginx
 
 DISK_MB = 512
@@ -87,22 +87,22 @@ class Lab:
                 f"a lab is already recorded in {self.root}; run `homelab-agents demo stop` first"
             )
         self.root.mkdir(parents=True, exist_ok=True)
-        ports = {
-            name: free_port()
-            for name in (
-                "web",
-                "postgres",
-                "nginx",
-                "node",
-                "pg_exporter",
-                "blackbox",
-                "prometheus",
-                "alertmanager",
-                "temporal",
-                "temporal_ui",
-            )
-        }
-        ports["intake"] = intake_port or free_port()
+        names = [
+            "web",
+            "postgres",
+            "nginx",
+            "node",
+            "pg_exporter",
+            "blackbox",
+            "prometheus",
+            "alertmanager",
+            "temporal",
+            "temporal_ui",
+            "intake",
+        ]
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
+        if intake_port:
+            ports["intake"] = intake_port
         disk = self.root / "docker-disk"
         mounted = _mount_disk(self.root / "docker-disk.img", disk)
         state = LabState(
@@ -261,13 +261,24 @@ class Lab:
             stopped.append(record.name)
         Postgres(Path(state.postgres_dir), state.ports["postgres"]).stop()
         stopped.append("postgres")
-        if state.mounted:
-            subprocess.run(["umount", "-l", state.disk], capture_output=True)
+        for mountpoint in mounts_under(self.root):  # dockerd's netns bind mount, then the disk
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
         else:
             state_path(self.root).unlink(missing_ok=True)
         return stopped
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points inside ``root``, deepest first (from /proc/self/mounts)."""
+    prefix = str(root.resolve())
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        mountpoint = line.split()[1].replace("\\040", " ")
+        if mountpoint == prefix or mountpoint.startswith(prefix + "/"):
+            found.append(mountpoint)
+    return sorted(found, key=len, reverse=True)
 
 
 def _start_of(pid: int) -> str:

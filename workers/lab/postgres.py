@@ -42,7 +42,11 @@ class Postgres:
         argv = list(cmd)
         if os.geteuid() == 0:
             argv = ["runuser", "-u", self.user, "--", *argv]
-        return subprocess.run(argv, check=True, capture_output=True, text=True)
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            detail = done.stderr.strip() or done.stdout.strip()
+            raise RuntimeError(f"{Path(cmd[0]).name} failed ({done.returncode}): {detail}")
+        return done
 
     def start(self) -> Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
