@@ -23,7 +23,7 @@ WATCHER_ALERTS = {"ContainerKilled", "ContainerOOMKilled", "ContainerUnhealthy"}
 def exported() -> dict[str, set[str]]:
     """metric name (incl. _bucket/_sum/_count/_total forms) → its label names."""
     out: dict[str, set[str]] = {}
-    for collector in list(REGISTRY._collector_to_names):  # noqa: SLF001
+    for collector in list(REGISTRY._collector_to_names):
         for family in collector.collect():
             if not family.name.startswith("homelab_"):
                 continue
