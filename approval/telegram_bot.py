@@ -413,11 +413,7 @@ class ApprovalBot:
     async def cmd_incident(self, message: Message, user: User, args: list[str]) -> str:
         if not args:
             raise Refused("usage: /incident ID")
-        try:
-            state = await self.ops.incident(args[0])
-        except Refused:
-            raise
-        return incident_details(state)
+        return incident_details(await self.ops.incident(args[0]))
 
     async def _decide_command(
         self, message: Message, user: User, args: list[str], approve: bool

@@ -4,7 +4,7 @@ Why HTML and not MarkdownV2: in HTML only ``<``, ``>`` and ``&`` are special, so
 alert annotation or a container log line full of ``_*[]()~`>#+-=|{}.!`` renders as typed. Every
 message is assembled from plain-text pieces (`Doc`), each escaped once when rendered, so no caller
 can forget to escape; truncation happens on the plain text, so it never cuts a tag or an entity in
-half (a classic cause of "can't parse entities" on long alerts).
+half (a classic cause of "can't parse entities" on long alerts). Secret-looking text is redacted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from core.models import ApprovalRequest, Notification
+from core.redact import redact_text
 
 MAX_TEXT = 4096  # sendMessage/editMessageText: 1-4096 characters after entity parsing
 MAX_ANSWER = 200  # answerCallbackQuery text
@@ -125,7 +126,8 @@ class Doc:
         return sum(utf16_len(p.text) for p in self.parts)
 
     def render(self, limit: int = MAX_TEXT) -> str:
-        parts = [_Part(p.text, p.tag, p.href, p.trim) for p in self.parts]
+        # Secrets never leave the process: a DSN or token in a preview or log line is masked.
+        parts = [_Part(redact_text(p.text), p.tag, redact_text(p.href), p.trim) for p in self.parts]
         while parts and not parts[-1].text.strip():  # Telegram strips trailing blank lines
             parts.pop()
         total = sum(utf16_len(p.text) for p in parts)

@@ -34,6 +34,7 @@ from tests.integration.stack import (
 from workers.lab.dockerd import DockerEngine
 from workers.lab.processes import free_port
 from workers.operations import decide
+from workers.telegram import serve_bot
 from workflows.incident import IncidentWorkflow
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,7 @@ async def tg_stack(
     bot: bool = True,
     critical: str = "crit-*",
     approval: dict[str, Any] | None = None,
+    runbook_dirs: list[str] | None = None,
     **tg: Any,
 ) -> AsyncIterator[Stack]:
     async with running_stack(
@@ -79,6 +81,7 @@ async def tg_stack(
         engine,
         tmp,
         bot=bot,
+        runbook_dirs=runbook_dirs or [],
         telegram=telegram(fake, **tg),
         approval={
             "approvers": ["alice", "telegram:111"],
@@ -317,6 +320,24 @@ async def test_telegram_outage_never_blocks_an_incident_cli_still_decides(
         assert all(b.at - a.at >= 30 for a, b in zip(sends, sends[1:], strict=False))
 
 
+async def test_telegram_down_and_nobody_decides_means_denied_never_approved(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path, fake: FakeTelegram
+) -> None:
+    fake.go_down()
+    async with tg_stack(
+        dev_env, docker_engine, tmp_path, fake, bot=False, approval={"timeout": "3s"}
+    ) as stack:
+        container, wid = await critical_incident(stack)
+        state = await stack.result(wid, timeout=120)
+        assert [(a.approval, a.result) for a in state.actions] == [
+            (ApprovalVerdict.TIMEOUT, ChangeResult.TIMEOUT)
+        ]
+        assert state.outcome is Outcome.ESCALATED
+        container.reload()
+        assert container.status == "exited"
+        assert [c.result for c in stack.store.list_changes(wid)] == [ChangeResult.TIMEOUT]
+
+
 async def test_commands_pause_resume_approve_deny_and_refusals(
     dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path, fake: FakeTelegram
 ) -> None:
@@ -392,16 +413,40 @@ async def test_names_full_of_markup_characters_render_without_api_errors(
     dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path, fake: FakeTelegram
 ) -> None:
     weird = "db_*[x](y)~`>#+-=|{}.!\\<b>&amp;"
-    async with tg_stack(dev_env, docker_engine, tmp_path, fake, bot=False) as stack:
-        alert = am_alert("ContainerKilled", weird)
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "look.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "look-only",
+                "service": "docker",
+                "alerts": ["LookAtIt"],
+                "incident_type": "look",
+                "resource_labels": ["name"],
+                "hypotheses": [f"the {weird} container is <fine> & well"],
+                "diagnostics": [{"key": "inspect", "tool": "docker.inspect"}],
+            }
+        )
+    )
+    async with tg_stack(
+        dev_env, docker_engine, tmp_path, fake, bot=False, runbook_dirs=[str(runbooks)]
+    ) as stack:
+        alert = am_alert("LookAtIt", weird)
         alert["annotations"]["summary"] = "<script>_*bold*_ & [link](http://x)</script>"
         response = await stack.post(alertmanager_payload(alert))
         assert response.status_code == 202
         state = await stack.result(f"incident-{alert['fingerprint']}")
-        assert state.outcome is Outcome.ESCALATED
-        sent = await fake.until(lambda f: len(f.sent(CHAT)) >= 2 and f.sent(CHAT))
-        assert any(f"docker:lab/{weird}" in m["text"] for m in sent)
-        assert fake.calls_of("sendMessage") and all(c.ok for c in fake.calls_of("sendMessage"))
+        assert state.outcome is Outcome.RECOVERED
+        sent = await fake.until(
+            lambda f: (
+                [m for m in f.sent(CHAT) if m["text"].startswith("✅ recovered")] and f.sent(CHAT)
+            )
+        )
+        heads = [m["text"].split("\n")[0] for m in sent]
+        assert heads[0] == f"🚨 Incident opened: LookAtIt on docker:lab/{weird}"
+        assert heads[1].startswith("🧭 Plan (") and heads[1].endswith("0 action(s)")
+        assert heads[2:] == ["🔎 Verification passed", "✅ recovered: LookAtIt"]
+        assert all(c.ok for c in fake.calls_of("sendMessage"))
         no_api_errors(fake)
 
 
@@ -477,3 +522,31 @@ async def test_bot_command_runs_as_its_own_process(
         out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0, err.decode()
     assert TOKEN not in (out + err).decode()
+
+
+async def test_a_press_made_while_the_bot_was_down_is_handled_when_it_starts(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path, fake: FakeTelegram
+) -> None:
+    async with tg_stack(dev_env, docker_engine, tmp_path, fake, bot=False) as stack:
+        container, wid = await critical_incident(stack)
+        message = await approval_message(fake)
+        qid = fake.press(ALICE, CHAT, message["message_id"], button(message, APPROVE))
+        await asyncio.sleep(1)
+        container.reload()
+        assert container.status == "exited" and not fake.queries[qid]["answered"]
+
+        started = asyncio.Event()
+        bot = asyncio.create_task(
+            serve_bot(stack.settings, stack.client, stack.store, started=started)
+        )
+        try:
+            await asyncio.wait_for(started.wait(), timeout=30)
+            await fake.until(lambda f: f.queries[qid]["answered"])
+            assert fake.queries[qid]["answer"] == "✅ Approved: a1"
+            state = await stack.result(wid)
+        finally:
+            bot.cancel()
+            await asyncio.gather(bot, return_exceptions=True)
+        container.reload()
+        assert container.status == "running" and state.outcome is Outcome.RESOLVED
+        assert fake.updates == []  # confirmed through getUpdates offsets, never redelivered

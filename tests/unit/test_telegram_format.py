@@ -141,3 +141,9 @@ def test_approval_and_note_texts_parse(raw: str) -> None:
     text, entities = parse_html(note_text(note))
     assert text.startswith(f"🆘 Escalated: {raw}"[:20])
     assert entities[-1]["type"] == "text_link"
+
+
+def test_secrets_are_redacted_before_they_leave() -> None:
+    html = Doc().add("dsn postgresql://app:hunter2@db/x password=hunter2").render()
+    text, _ = parse_html(html)
+    assert "hunter2" not in text and "postgresql://app:***@db/x" in text
