@@ -186,6 +186,51 @@ class LLMProvider(Section):
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
     tier: Literal["cheap", "strong"] = "cheap"
+    name: str = Field(
+        default="",
+        max_length=64,
+        description="label in the Web UI, metrics and records; default: the model",
+    )
+    backoff: Duration = Field(
+        default=timedelta(seconds=1), description="first retry delay, doubled on each retry"
+    )
+    max_backoff: Duration = timedelta(seconds=30)
+    max_retry_after: Duration = Field(
+        default=timedelta(seconds=60),
+        description="a 429 asking to wait longer than this fails over at once",
+    )
+    output: Literal["json", "tools", "text"] = Field(
+        default="json",
+        description="json: response_format json_object; tools: a forced submit_plan call; "
+        "text: neither (models without structured output)",
+    )
+    max_tokens: int = Field(default=1024, ge=64, le=32768)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+
+    @field_validator("timeout", "backoff", "max_backoff")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
+class LLMSelection(Section):
+    """Which tier the chain starts with: strong for severe *and* complex incidents, else cheap.
+
+    The other tier's providers follow as fallbacks, then the runbook planner.
+    """
+
+    strong_severities: list[str] = Field(default_factory=lambda: ["critical"])
+    complex_incident_types: list[str] = Field(
+        default_factory=list, description="incident types that always count as complex"
+    )
+    complex_min_remediations: int = Field(
+        default=2, ge=1, description="a runbook with this many candidate remediations is complex"
+    )
+    complex_if_diagnostics_failed: bool = Field(
+        default=True, description="a failed diagnostic (unclear picture) makes it complex"
+    )
 
 
 class LLMSettings(Section):
@@ -193,6 +238,26 @@ class LLMSettings(Section):
     cache_ttl: Duration = timedelta(hours=1)
     monthly_budget_usd: float = Field(default=1.0, ge=0)
     evidence_budget_chars: int = Field(default=6000, ge=500)
+    selection: LLMSelection = Field(default_factory=LLMSelection)
+
+    @model_validator(mode="after")
+    def _provider_names(self) -> LLMSettings:
+        """Every provider gets a unique label (the model, numbered when a model repeats)."""
+        explicit = [p.name for p in self.providers if p.name]
+        for name in explicit:
+            if explicit.count(name) > 1:
+                raise ValueError(f"providers: name {name!r} appears twice")
+        models = [p.model for p in self.providers]
+        taken = set(explicit)
+        for index, provider in enumerate(self.providers):
+            if provider.name:
+                continue
+            name = provider.model if models.count(provider.model) == 1 else ""
+            if not name or name in taken:
+                name = f"{provider.model}#{index + 1}"
+            provider.name = name
+            taken.add(name)
+        return self
 
 
 class Target(Section):

@@ -53,3 +53,29 @@ WATCHER_CONNECTED = Gauge(
 NOTIFICATIONS = Counter(
     "homelab_notifications_total", "Notifications by channel and outcome.", ["channel", "outcome"]
 )
+LLM_REQUESTS = Counter(
+    "homelab_llm_requests_total",
+    "LLM planner calls by provider, model and outcome (ok, invalid, cached, rate_limited, "
+    "timeout, server_error, rejected, unreachable, config, error).",
+    ["provider", "model", "outcome"],
+)
+LLM_TOKENS = Counter(
+    "homelab_llm_tokens_total",
+    "Tokens sent (in) and received (out) by the LLM planner, by provider and model.",
+    ["provider", "model", "direction"],
+)
+LLM_COST = Counter(
+    "homelab_llm_cost_usd_total",
+    "LLM planner spend in USD (provider price override or litellm's bundled price map).",
+    ["provider", "model"],
+)
+LLM_LATENCY = Histogram(
+    "homelab_llm_request_seconds",
+    "LLM planner call latency by provider and model.",
+    ["provider", "model"],
+    buckets=_LATENCY,
+)
+LLM_MONTH_SPEND = Gauge(
+    "homelab_llm_month_spend_usd",
+    "LLM spend recorded in the store for the current calendar month (UTC).",
+)

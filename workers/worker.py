@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 
 from activities.catalog import Catalog, TargetClients, default_catalog
 from activities.incident import IncidentActivities
+from activities.llm import LLMActivities
 from activities.locks import LockActivities
 from activities.notify import Notifier, NotifyActivities
 from activities.records import RecordActivities
@@ -61,6 +62,7 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     runner = ToolRunner(parts.catalog, parts.clients)
     runbooks = load_runbooks(parts.catalog, settings.runbook_dirs)
     incident = IncidentActivities(settings, parts.catalog, runner, runbooks)
+    llm = LLMActivities(settings, parts.catalog, parts.store)
     records = RecordActivities(parts.store)
     policy = PolicyActivities(settings, parts.store.count_recent_writes)
     locks = LockActivities(client)
@@ -69,6 +71,8 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         *ToolActivities(runner).all(),
         incident.triage,
         incident.plan,
+        llm.route,
+        llm.plan,
         incident.verify,
         records.record_change,
         records.get_change,

@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import options
     from workflows import search_attributes as sa
+    from workflows.planning import plan_incident
     from workflows.saga import Saga
 
 LOCK_WAIT = timedelta(minutes=30)
@@ -245,6 +246,8 @@ class IncidentWorkflow:
             triage=triage,
             evidence=self.state.evidence,
         )
+        if workflow.patched("llm-planner-chain"):
+            return await plan_incident(request)
         return await workflow.execute_activity(
             "plan.runbook",
             request,
