@@ -83,6 +83,20 @@ class TargetClients:
                     pass
         self._clients.clear()
 
+    async def aclose(self) -> None:
+        """Close every client, awaiting those that close asynchronously (connection pools)."""
+        for client in list(self._clients.values()):
+            closer = getattr(client, "aclose", None) or getattr(client, "close", None)
+            if not callable(closer):
+                continue
+            try:
+                result = closer()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                pass
+        self._clients.clear()
+
 
 @dataclass
 class ToolContext(Generic[P]):
@@ -285,6 +299,6 @@ class Catalog:
 
 def default_catalog() -> Catalog:
     """The catalog of every built-in toolset."""
-    from activities import docker, pbs, proxmox
+    from activities import docker, pbs, postgres, proxmox
 
-    return Catalog([docker.TOOLSET, proxmox.TOOLSET, pbs.TOOLSET])
+    return Catalog([docker.TOOLSET, proxmox.TOOLSET, pbs.TOOLSET, postgres.TOOLSET])

@@ -10,7 +10,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.catalog import Catalog
-from activities.planner import runbook_plan
+from activities.planner import ALERT_KEY, ParamError, alert_evidence, resolve_param, runbook_plan
 from activities.runbooks import match
 from activities.tools import ToolRunner
 from core.config import Settings
@@ -31,6 +31,7 @@ from core.models import (
 )
 
 TARGET_LABELS = ("homelab_target", "engine")
+INSTANCE_LABELS = ("instance", "server")  # `server`: postgres_exporter's host:port of the database
 
 
 def resolve_target(
@@ -50,16 +51,20 @@ def resolve_target(
             return None, notes
     else:
         instance = labels.get("instance", "")
-        host = instance.rsplit(":", 1)[0] if instance else ""
+        addresses = [labels[k] for k in INSTANCE_LABELS if labels.get(k)]
         for target in targets:
-            if instance and (instance in target.instances or host in target.instances):
+            if any(
+                a in target.instances or a.rsplit(":", 1)[0] in target.instances for a in addresses
+            ):
                 chosen = target
                 break
         if chosen is None and len(targets) == 1:
             chosen = targets[0]
         if chosen is None:
             why = (
-                f"instance {instance!r} matches no {service} target's `instances`"
+                f"instance {instance!r}"
+                + (f" / server {labels['server']!r}" if labels.get("server") else "")
+                + f" matches no {service} target's `instances`"
                 if targets
                 else f"no {service} targets are configured"
             )
@@ -72,6 +77,35 @@ def resolve_target(
         )
         return None, notes
     return TargetRef(service=service, target=chosen.name, resource=resource), notes
+
+
+def bind_alert_params(runbook: Runbook, alert: Alert) -> tuple[Runbook, list[str]]:
+    """Resolve ``{from: alert.labels.X}`` in diagnostics and checks (they run before any other
+    evidence exists), so the workflow history holds the exact calls."""
+    source = {ALERT_KEY: alert_evidence(alert)}
+    problems: list[str] = []
+
+    def bound(params: dict[str, Any], where: str) -> dict[str, Any]:
+        out = {}
+        for name, spec in params.items():
+            try:
+                out[name] = resolve_param(spec, source)
+            except ParamError as exc:
+                problems.append(f"{where} needs {name} from the alert: {exc}")
+        return out
+
+    diagnostics = [
+        step.model_copy(update={"params": bound(step.params, f"diagnostic {step.key!r}")})
+        for step in runbook.diagnostics
+    ]
+    checks = [
+        check.model_copy(update={"params": bound(check.params, f"check {check.tool}")})
+        for check in runbook.verification.checks
+    ]
+    verification = runbook.verification.model_copy(update={"checks": checks})
+    return runbook.model_copy(
+        update={"diagnostics": diagnostics, "verification": verification}
+    ), problems
 
 
 class VerificationAborted(Exception):
@@ -108,6 +142,11 @@ class IncidentActivities:
                 **common,
             )
         target, notes = resolve_target(settings, runbook, alert)
+        if target is not None:
+            runbook, problems = bind_alert_params(runbook, alert)
+            if problems:
+                notes.extend(problems)
+                target = None
         why = settings.critical_reason(target) if target is not None else ""
         if why:
             notes.append(why)

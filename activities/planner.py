@@ -12,7 +12,16 @@ from typing import Any
 
 from activities.catalog import Catalog, ToolFailure
 from core.expectations import _MISSING, check, lookup
-from core.models import Action, Evidence, Hypothesis, Plan, PlanRequest, Runbook, TargetRef
+from core.models import (
+    Action,
+    Alert,
+    Evidence,
+    Hypothesis,
+    Plan,
+    PlanRequest,
+    Runbook,
+    TargetRef,
+)
 from core.units import parse_size
 
 
@@ -24,16 +33,35 @@ def _bound(value: Any) -> float:
     return float(parse_size(value)) if isinstance(value, str) else float(value)
 
 
+ALERT_KEY = "alert"
+"""Built-in evidence: the alert itself (``{from: alert.labels.relname}``), beside the diagnostics."""
+
+
+def alert_evidence(alert: Alert) -> Evidence:
+    return Evidence(
+        key=ALERT_KEY,
+        tool="alert",
+        target="",
+        ok=True,
+        data={"name": alert.name, "labels": dict(alert.labels)},
+    )
+
+
 def resolve_param(spec: Any, evidence: dict[str, Evidence]) -> Any:
-    """A literal, or ``{from: key.path, scale?, add?, min?, max?, round_to?}`` over evidence."""
+    """A literal, or ``{from: key.path, default?, scale?, add?, min?, max?, round_to?}`` over
+    evidence (``alert.labels.X`` reads the alert's labels)."""
     if not (isinstance(spec, dict) and "from" in spec):
         return spec
     key, _, path = str(spec["from"]).partition(".")
     source = evidence.get(key)
     if source is None or not source.ok:
+        if "default" in spec:
+            return spec["default"]
         raise ParamError(f"evidence {key!r} is unavailable")
     value = lookup(source.data, path)
     if value is _MISSING or value is None:
+        if "default" in spec:
+            return spec["default"]
         raise ParamError(f"evidence {spec['from']!r} has no value")
     if not any(op in spec for op in ("scale", "add", "min", "max", "round_to")):
         return value
@@ -51,7 +79,7 @@ def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
     runbook: Runbook | None = triage.runbook
     if runbook is None or triage.target is None:
         return Plan(source="runbook", escalate=True, notes=list(triage.notes) or ["no runbook"])
-    evidence = {e.key: e for e in request.evidence}
+    evidence = {ALERT_KEY: alert_evidence(request.alert), **{e.key: e for e in request.evidence}}
     notes: list[str] = []
     actions: list[Action] = []
     for index, remediation in enumerate(runbook.remediations):
@@ -91,6 +119,14 @@ def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
     ]
     if not actions:
         notes.append("no remediation applies to the evidence")
+        if runbook.escalate_if_no_action:
+            return Plan(
+                source=f"runbook:{runbook.name}",
+                hypotheses=hypotheses,
+                confidence=0.3,
+                notes=[*notes, "diagnosis only: a human decides (see the evidence)"],
+                escalate=True,
+            )
     return Plan(
         source=f"runbook:{runbook.name}",
         hypotheses=hypotheses,

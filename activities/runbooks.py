@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from activities.catalog import Catalog
+from activities.planner import ALERT_KEY
 from core.models import Alert, Runbook
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "runbooks"
@@ -23,11 +24,27 @@ class RunbookError(Exception):
     """A runbook file is invalid; the message names the file and the key."""
 
 
+def _alert_only(params: dict[str, object], where: str) -> list[str]:
+    """Diagnostics and checks run before any evidence exists: only the alert can feed them."""
+    problems = []
+    for name, value in params.items():
+        if isinstance(value, dict) and "from" in value:
+            source = str(value["from"]).split(".", 1)[0]
+            if source != ALERT_KEY:
+                problems.append(
+                    f"{where}.params.{name}.from: only alert.* can be used here, not {source!r}"
+                )
+    return problems
+
+
 def _problems(runbook: Runbook, catalog: Catalog) -> list[str]:
     problems: list[str] = []
-    keys = set()
+    keys = {ALERT_KEY}
     for i, step in enumerate(runbook.diagnostics):
+        if step.key == ALERT_KEY:
+            problems.append(f"diagnostics.{i}.key: {ALERT_KEY!r} is reserved for the alert itself")
         keys.add(step.key)
+        problems.extend(_alert_only(step.params, f"diagnostics.{i}"))
         if step.tool not in catalog:
             problems.append(f"diagnostics.{i}.tool: unknown tool {step.tool!r}")
         elif catalog.get(step.tool).is_write:
@@ -52,6 +69,7 @@ def _problems(runbook: Runbook, catalog: Catalog) -> list[str]:
                         f"remediations.{i}.params.{name}.from: {source!r} is not a diagnostics key"
                     )
     for i, check in enumerate(runbook.verification.checks):
+        problems.extend(_alert_only(check.params, f"verification.checks.{i}"))
         if check.tool not in catalog:
             problems.append(f"verification.checks.{i}.tool: unknown tool {check.tool!r}")
         elif catalog.get(check.tool).is_write:

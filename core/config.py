@@ -277,11 +277,38 @@ class DockerTarget(Target):
 
 
 class PostgresTarget(Target):
-    dsn: SecretStr
+    """A PostgreSQL server: ``dsn`` for diagnostics (a pg_monitor role), ``maintenance_dsn`` for
+    writes (see deploy/postgres/roles.sql). DSNs are libpq key=value strings or URLs; keep
+    passwords out of them (``~/.pgpass``, ``PGPASSFILE``) or read them from ``*_file``."""
+
+    dsn: SecretStr | None = None
+    dsn_file: Path | None = None
     maintenance_dsn: SecretStr | None = None
+    maintenance_dsn_file: Path | None = None
     connect_timeout: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=5000, ge=100)
-    databases: list[str] = Field(default_factory=list)
+    databases: list[str] = Field(
+        default_factory=list, description="databases tools may act on; empty = all"
+    )
+    lock_timeout_ms: int = Field(
+        default=10000, ge=100, description="maintenance statements give up waiting for a lock"
+    )
+    pool_max_size: int = Field(default=4, ge=1, le=50, description="connections per database")
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> PostgresTarget:
+        self.dsn = self.dsn or _read_secret_file(self.dsn_file, f"{self.name}.dsn_file")
+        self.maintenance_dsn = self.maintenance_dsn or _read_secret_file(
+            self.maintenance_dsn_file, f"{self.name}.maintenance_dsn_file"
+        )
+        if self.dsn is None:
+            raise ValueError(f"{self.name}: dsn or dsn_file is required")
+        return self
+
+    @property
+    def read_dsn(self) -> SecretStr:
+        assert self.dsn is not None  # the validator guarantees it
+        return self.dsn
 
 
 class HttpTarget(Target):

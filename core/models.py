@@ -499,6 +499,11 @@ class Runbook(Model):
     verification: VerificationSpec = Field(default_factory=VerificationSpec)
     hypotheses: list[str] = Field(default_factory=list)
     max_actions: int = Field(default=2, ge=0, le=10)
+    escalate_if_no_action: bool = Field(
+        default=False,
+        description="diagnosis-only outcome: when no remediation applies, hand the incident to a "
+        "human with the evidence at once instead of waiting for verification",
+    )
 
 
 class IncidentInput(Model):

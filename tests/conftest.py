@@ -12,6 +12,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,42 @@ def postgres(session_root: Path) -> Iterator[Postgres]:
     server = Postgres(session_root / "pg", free_port()).start()
     yield server
     server.stop()
+
+
+@dataclass
+class PgCluster:
+    """A primary with pg_stat_statements preloaded and few connections, and its streaming replica
+    (replicating through the physical slot ``replica_slot``)."""
+
+    primary: Postgres
+    replica: Postgres
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(session_root: Path) -> Iterator[PgCluster]:
+    primary = Postgres(
+        session_root / "pg-primary",
+        free_port(),
+        {
+            "shared_preload_libraries": "pg_stat_statements",
+            "max_connections": "30",
+            "superuser_reserved_connections": "3",
+            "wal_level": "replica",
+            "max_wal_senders": "5",
+            "max_replication_slots": "5",
+        },
+    ).start()
+    replica = Postgres.replica_of(
+        primary, session_root / "pg-replica", free_port(), slot="replica_slot"
+    )
+    try:
+        replica.start()
+    except BaseException:
+        primary.stop()
+        raise
+    yield PgCluster(primary, replica)
+    replica.stop()
+    primary.stop()
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -176,7 +176,7 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
         console.print("stopping …")
         watcher.stop()
         await supervisor.stop()
-        parts.close()
+        await parts.aclose()
     finally:
         if dev is not None:
             await dev.stop()
@@ -199,7 +199,7 @@ async def run_worker(settings: Settings) -> None:
     if not task.done():
         await worker.shutdown()
     await task
-    parts.close()
+    await parts.aclose()
 
 
 async def run_intake(settings: Settings) -> None:

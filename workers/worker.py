@@ -44,6 +44,11 @@ class Components:
         self.clients.close()
         self.store.close()
 
+    async def aclose(self) -> None:
+        """Like ``close``, awaiting async clients (PostgreSQL pools) on the worker's loop."""
+        await self.clients.aclose()
+        self.store.close()
+
 
 def build_components(settings: Settings, notifiers: list[Notifier] | None = None) -> Components:
     store = Store(settings.store_url)

@@ -23,7 +23,11 @@ def pg_bin(name: str) -> str:
 
 
 class Postgres:
-    """``start()`` runs initdb once and pg_ctl start; as root, the server runs as ``postgres``."""
+    """``start()`` runs initdb once and pg_ctl start; as root, the server runs as ``postgres``.
+
+    ``replica_of(primary)`` makes a streaming replica instead: pg_basebackup -R from the primary
+    (optionally creating and using a physical replication slot), then a hot standby.
+    """
 
     def __init__(self, root: Path, port: int, options: dict[str, str] | None = None) -> None:
         self.root = root
@@ -31,6 +35,22 @@ class Postgres:
         self.data = root / "data"
         self.options = {"fsync": "off", "autovacuum": "off", **(options or {})}
         self.user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+        self.primary: Postgres | None = None
+        self.slot: str | None = None
+
+    @classmethod
+    def replica_of(
+        cls,
+        primary: Postgres,
+        root: Path,
+        port: int,
+        slot: str | None = None,
+        options: dict[str, str] | None = None,
+    ) -> Postgres:
+        replica = cls(root, port, {**primary.options, **(options or {})})
+        replica.primary = primary
+        replica.slot = slot
+        return replica
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
@@ -57,6 +77,24 @@ class Postgres:
                 mode = parent.stat().st_mode
                 if not mode & 0o001:
                     parent.chmod(mode | 0o011)
+        if not (self.data / "PG_VERSION").exists() and self.primary is not None:
+            slot = ["-C", "-S", self.slot] if self.slot else []
+            self._run(
+                pg_bin("pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.primary.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(self.data),
+                "-X",
+                "stream",
+                "-R",
+                "--no-sync",
+                *slot,
+            )
         if not (self.data / "PG_VERSION").exists():
             self._run(
                 pg_bin("initdb"),
