@@ -256,6 +256,12 @@ def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool 
         lines.append(f"plan ({s.plan.source}, confidence {s.plan.confidence}):")
         lines += [f"  {a.id} {a.tool} {a.target} {a.params}" for a in s.plan.actions]
         lines += [f"  note: {n}" for n in s.plan.notes]
+        lines += [
+            f"  llm {a.provider} {a.round}: {a.outcome}"
+            f"{' ' + a.error_type if a.error_type else ''}  {a.tokens_in}/{a.tokens_out} tokens"
+            f"  ${a.cost_usd:.5f}{'  cached' if a.cached else ''}"
+            for a in s.plan.attempts
+        ]
     for o in s.actions:
         lines.append(
             f"action {o.action.id} {o.action.tool}: {o.level.value}/{o.approval.value}"
