@@ -825,7 +825,9 @@ class Store:
                 stmt = pg_insert(llm_cache).values(**values)
             else:
                 stmt = sqlite_insert(llm_cache).values(**values)
-            update = {k: stmt.excluded[k] for k in ("model", "response", "created_at", "expires_at")}
+            update = {
+                k: stmt.excluded[k] for k in ("model", "response", "created_at", "expires_at")
+            }
             conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_=update))
 
 

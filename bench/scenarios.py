@@ -51,15 +51,20 @@ async def run_all(state: LabState, names: list[str] | None, ci_only: bool) -> li
     client = await connect(settings)
     store = Store(settings.store_url)
     hands = LabHands(state)
-    scenarios = [s for s in load_scenarios() if (not names or s.name in names) and (not ci_only or s.ci)]
+    scenarios = [
+        s for s in load_scenarios() if (not names or s.name in names) and (not ci_only or s.ci)
+    ]
     results = []
     try:
         for scenario in scenarios:
             result = await run_scenario(scenario, hands, client, store)
             results.append(result)
             mark = "ok " if result.passed else "FAIL"
-            print(f"  {mark} {scenario.name:<28} expected {result.expected:<24} observed {result.observed or '-':<24} "
-                  f"{result.seconds:6.1f}s {result.error}", flush=True)
+            print(
+                f"  {mark} {scenario.name:<28} expected {result.expected:<24} observed {result.observed or '-':<24} "
+                f"{result.seconds:6.1f}s {result.error}",
+                flush=True,
+            )
     finally:
         hands.close()
         store.close()
@@ -70,23 +75,50 @@ def summarize(results: list[ScenarioResult]) -> dict[str, Any]:
     auto = [r for r in results if r.auto_eligible]
     needs_approval = [r for r in results if r.approval_required]
     restore_start = [r.restore_from_start_s for r in results if r.restore_from_start_s is not None]
-    restore_intake = [r.restore_from_intake_s for r in results if r.restore_from_intake_s is not None]
-    verified_start = [r.verified_from_start_s for r in results if r.verified_from_start_s is not None]
-    verified_intake = [r.verified_from_intake_s for r in results if r.verified_from_intake_s is not None]
+    restore_intake = [
+        r.restore_from_intake_s for r in results if r.restore_from_intake_s is not None
+    ]
+    verified_start = [
+        r.verified_from_start_s for r in results if r.verified_from_start_s is not None
+    ]
+    verified_intake = [
+        r.verified_from_intake_s for r in results if r.verified_from_intake_s is not None
+    ]
     return {
         "scenarios": len(results),
         "passed": sum(r.passed for r in results),
-        "autonomous_resolution_rate": round(sum(r.passed for r in auto) / len(auto), 3) if auto else None,
+        "autonomous_resolution_rate": round(sum(r.passed for r in auto) / len(auto), 3)
+        if auto
+        else None,
         "auto_eligible": len(auto),
-        "approval_asked_where_required": round(sum(r.approval_asked for r in needs_approval) / len(needs_approval), 3)
-        if needs_approval else None,
-        "approval_asked_where_not_required": sum(r.approval_asked for r in results if not r.approval_required),
+        "approval_asked_where_required": round(
+            sum(r.approval_asked for r in needs_approval) / len(needs_approval), 3
+        )
+        if needs_approval
+        else None,
+        "approval_asked_where_not_required": sum(
+            r.approval_asked for r in results if not r.approval_required
+        ),
         "unintended_actions": sum(len(r.unintended) for r in results),
-        "time_to_restore_from_alert_start_s": {"p50": percentile(restore_start, 50), "p95": percentile(restore_start, 95)},
-        "time_to_restore_from_intake_s": {"p50": percentile(restore_intake, 50), "p95": percentile(restore_intake, 95)},
-        "time_to_verified_from_alert_start_s": {"p50": percentile(verified_start, 50), "p95": percentile(verified_start, 95)},
-        "time_to_verified_from_intake_s": {"p50": percentile(verified_intake, 50), "p95": percentile(verified_intake, 95)},
-        "mean_scenario_seconds": round(statistics.mean(r.seconds for r in results), 1) if results else None,
+        "time_to_restore_from_alert_start_s": {
+            "p50": percentile(restore_start, 50),
+            "p95": percentile(restore_start, 95),
+        },
+        "time_to_restore_from_intake_s": {
+            "p50": percentile(restore_intake, 50),
+            "p95": percentile(restore_intake, 95),
+        },
+        "time_to_verified_from_alert_start_s": {
+            "p50": percentile(verified_start, 50),
+            "p95": percentile(verified_start, 95),
+        },
+        "time_to_verified_from_intake_s": {
+            "p50": percentile(verified_intake, 50),
+            "p95": percentile(verified_intake, 95),
+        },
+        "mean_scenario_seconds": round(statistics.mean(r.seconds for r in results), 1)
+        if results
+        else None,
     }
 
 
@@ -104,20 +136,37 @@ def main() -> int:
         Lab(root).down()
     summary = summarize(results)
     summary["total_seconds"] = round(time.monotonic() - started, 1)
-    table = Table("scenario", "expected", "observed", "approval", "writes", "unintended", "restore (intake)", "check", "pass")
+    table = Table(
+        "scenario",
+        "expected",
+        "observed",
+        "approval",
+        "writes",
+        "unintended",
+        "restore (intake)",
+        "check",
+        "pass",
+    )
     for r in results:
         table.add_row(
-            r.name, r.expected, r.observed or r.error[:40], "asked" if r.approval_asked else "-",
-            ", ".join(w.split(".")[-1] for w in r.writes) or "-", ", ".join(r.unintended) or "0",
+            r.name,
+            r.expected,
+            r.observed or r.error[:40],
+            "asked" if r.approval_asked else "-",
+            ", ".join(w.split(".")[-1] for w in r.writes) or "-",
+            ", ".join(r.unintended) or "0",
             f"{r.restore_from_intake_s:.2f}s" if r.restore_from_intake_s is not None else "-",
-            "ok" if r.checks_passed else "FAIL", "yes" if r.passed else "NO",
+            "ok" if r.checks_passed else "FAIL",
+            "yes" if r.passed else "NO",
         )
     console = Console(width=200)
     console.print(table)
     console.print_json(data=summary)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"scenarios-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"summary": summary, "results": [r.model_dump() for r in results]}, indent=2))
+    out.write_text(
+        json.dumps({"summary": summary, "results": [r.model_dump() for r in results]}, indent=2)
+    )
     print(f"written to {out}")
     return 0 if all(r.passed for r in results) else 1
 

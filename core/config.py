@@ -337,7 +337,8 @@ class ProxmoxSSH(Section):
     port: int = Field(default=22, ge=1, le=65535)
     key_file: Path
     known_hosts: Path | None = Field(
-        default=None, description="known_hosts file with the nodes' keys; default ~/.ssh/known_hosts"
+        default=None,
+        description="known_hosts file with the nodes' keys; default ~/.ssh/known_hosts",
     )
     timeout: float = Field(default=15.0, gt=0)
 

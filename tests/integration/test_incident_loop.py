@@ -220,13 +220,19 @@ async def test_unhealthy_container_is_restarted_until_healthy(
             name,
             UNHEALTHY_UNTIL_RESTART,
             init=True,  # tini forwards SIGTERM, so a restart is quick
-            healthcheck={"test": ["CMD-SHELL", "test -f /tmp/healthy"], "interval": 300_000_000, "retries": 1},
+            healthcheck={
+                "test": ["CMD-SHELL", "test -f /tmp/healthy"],
+                "interval": 300_000_000,
+                "retries": 1,
+            },
         )
         wid = f"incident-{fingerprint('lab', name, 'ContainerUnhealthy')}"
         state = await stack.result(wid)
         container.reload()
         assert container.attrs["State"]["Health"]["Status"] == "healthy"
-        assert [(a.action.tool, a.result) for a in state.actions] == [("docker.restart", ChangeResult.APPLIED)]
+        assert [(a.action.tool, a.result) for a in state.actions] == [
+            ("docker.restart", ChangeResult.APPLIED)
+        ]
         assert state.outcome is Outcome.RESOLVED
 
 
@@ -237,8 +243,11 @@ async def test_high_memory_usage_raises_the_limit_in_place(
     async with running_stack(dev_env, docker_engine, tmp_path) as stack:
         docker = stack.docker()
         container = run_container(
-            docker, name, "head -c 28000000 /dev/zero > /dev/shm/fill; exec sleep 100000",
-            mem_limit="32m", memswap_limit="32m",
+            docker,
+            name,
+            "head -c 28000000 /dev/zero > /dev/shm/fill; exec sleep 100000",
+            mem_limit="32m",
+            memswap_limit="32m",
         )
         await asyncio.sleep(1.5)
         started_at = (container.reload(), container.attrs["State"]["StartedAt"])[1]

@@ -29,7 +29,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
 def test_scenarios_are_valid_data() -> None:
     scenarios = load_scenarios()
     assert len(scenarios) >= 7 and any(s.ci for s in scenarios)
-    assert {s.expect.outcome for s in scenarios} >= {"resolved", "approval_then_resolved", "auto_denied", "rolled_back"}
+    assert {s.expect.outcome for s in scenarios} >= {
+        "resolved",
+        "approval_then_resolved",
+        "auto_denied",
+        "rolled_back",
+    }
 
 
 @pytest.mark.parametrize("name", [s.name for s in load_scenarios() if s.ci])
