@@ -574,7 +574,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
             raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: the top level must be a mapping of sections")
-        data = loaded
+        # A section whose keys are all commented out parses as null: it means "the defaults".
+        data = {key: value for key, value in loaded.items() if value is not None}
     elif explicit:
         raise ConfigError(f"config file {file} does not exist")
     origin = f"{file} + HOMELAB_* environment" if file.exists() else "HOMELAB_* environment"

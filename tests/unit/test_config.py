@@ -89,3 +89,19 @@ def test_critical_patterns_match_by_pattern_not_exact_name(tmp_path: Path) -> No
     assert settings.critical_reason(TargetRef.parse("docker:other/postgres"))
     assert not settings.critical_reason(TargetRef.parse("docker:nas/web"))
     assert "marked critical" in settings.critical_reason(TargetRef.parse("docker:core/web"))
+
+
+def test_the_shipped_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "homelab.example.yaml"
+    for name in ("TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(example)
+    assert settings.approval.timeout == timedelta(minutes=5)
+    assert settings.docker and settings.approval.critical
+
+
+def test_a_section_with_everything_commented_out_means_defaults(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, "store:\n  # url: postgresql://x\nintake:\n  port: 9000\n")
+    )
+    assert settings.store.url == "" and settings.intake.port == 9000
