@@ -102,6 +102,8 @@ class IncidentWorkflow:
         self.granted_locks: set[str] = set()
         self.approvers: list[str] = []
         self.changes_done = 0
+        self.outbox: list[Notification] = []
+        self.sender: asyncio.Task[None] | None = None
 
     # --- run ---------------------------------------------------------------------------------
 
@@ -122,7 +124,7 @@ class IncidentWorkflow:
         if triage.runbook is None or triage.target is None:
             await self._escalate(["cannot act on this alert", *triage.notes])
             return
-        await self._notify("opened", f"Incident opened: {self.state.alert.name} on {triage.target}")
+        self._notify("opened", f"Incident opened: {self.state.alert.name} on {triage.target}")
 
         await self._set_phase(Phase.DIAGNOSE)
         self.state.evidence = await self._diagnose(triage)
@@ -131,7 +133,7 @@ class IncidentWorkflow:
         plan = await self._plan(triage)
         self.state.plan = plan
         self._details()
-        await self._notify(
+        self._notify(
             "plan",
             f"Plan ({plan.source}): {len(plan.actions)} action(s)",
             [f"{a.id}: {a.tool} on {a.target} {a.params or ''}" for a in plan.actions] + plan.notes,
@@ -175,7 +177,7 @@ class IncidentWorkflow:
         result = await self._verify(triage)
         self.state.verification = result
         lines = [c.get("summary", "") for c in result.checks]
-        await self._notify(
+        self._notify(
             "verification", "Verification " + ("passed" if result.passed else "failed"), lines
         )
         if result.passed:
@@ -350,7 +352,7 @@ class IncidentWorkflow:
         if outcome.dry_run:
             outcome.result = ChangeResult.DRY_RUN
             await self._record(outcome, prepared, step, rollback_of=rollback_of)
-            await self._notify("action", f"Dry-run {action.tool}", [prepared.preview])
+            self._notify("action", f"Dry-run {action.tool}", [prepared.preview])
             return outcome
         if prepared.noop:
             outcome.error = "target already in the desired state"
@@ -370,7 +372,7 @@ class IncidentWorkflow:
                 await self._record(outcome, prepared, step, rollback_of=rollback_of)
                 return outcome
         elif decision.level is RiskLevel.SOFT:
-            await self._notify(
+            self._notify(
                 "action",
                 f"Proceeding with {action.tool} (SOFT)",
                 [prepared.preview, *decision.reasons],
@@ -442,7 +444,7 @@ class IncidentWorkflow:
         await self._record(
             outcome, prepared, step, after=result.data, started=started, rollback_of=rollback_of
         )
-        await self._notify(
+        self._notify(
             "action",
             f"{'Applied' if result.ok else 'FAILED'} {action.tool} on {action.target}",
             [result.summary or prepared.preview, outcome.error],
@@ -476,7 +478,7 @@ class IncidentWorkflow:
         self.state.pending_approval = request
         await self._set_phase(Phase.AWAITING_APPROVAL)
         workflow.upsert_search_attributes([sa.APPROVAL.value_set("pending")])
-        await self._notify(
+        self._notify(
             "approval",
             f"Approval needed: {action.tool} on {action.target}",
             [prepared.preview, *decision.reasons, f"rollback: {rollback_plan}"],
@@ -515,7 +517,7 @@ class IncidentWorkflow:
         await self._save_records()
         self.state.pending_approval = None
         workflow.upsert_search_attributes([sa.APPROVAL.value_set(gate.verdict.value)])
-        await self._notify(
+        self._notify(
             "approval_closed",
             f"{action.tool}: {gate.verdict.value}"
             + (f" by {gate.approver}" if gate.approver else ""),
@@ -531,7 +533,7 @@ class IncidentWorkflow:
         if not self.saga:
             return
         await self._set_phase(Phase.ROLLBACK)
-        await self._notify("rollback", f"Rolling back: {why}")
+        self._notify("rollback", f"Rolling back: {why}")
         for step in self.saga.pending():
             step.done = True
             action = Action(
@@ -730,7 +732,7 @@ class IncidentWorkflow:
         self.state.notes.extend(r for r in reasons if r)
         self.state.outcome = Outcome.ROLLED_BACK if rolled_back else Outcome.ESCALATED
         await self._set_phase(Phase.ESCALATED)
-        await self._notify("escalated", f"Escalated: {self.state.alert.name}", reasons)
+        self._notify("escalated", f"Escalated: {self.state.alert.name}", reasons)
 
     async def _close(self) -> None:
         if self.state.outcome is None:
@@ -748,14 +750,16 @@ class IncidentWorkflow:
             "incidents.record", self.state, summary="incident record", **options.internal()
         )
         if final is not Phase.ESCALATED:
-            await self._notify(
+            self._notify(
                 "resolved",
                 f"{self.state.outcome.value}: {self.state.alert.name}",
                 [f"{a.action.tool}: {a.result.value}" for a in self.state.actions],
             )
+        if self.sender is not None:
+            await self.sender  # every queued notification delivered (or given up) before closing
         await workflow.wait_condition(workflow.all_handlers_finished)
 
-    async def _notify(
+    def _notify(
         self,
         kind: str,
         title: str,
@@ -764,6 +768,11 @@ class IncidentWorkflow:
         action_id: str = "",
         verdict: str = "",
     ) -> None:
+        """Queue a notification; a background task delivers them in order.
+
+        Delivery never holds the incident up: a chat outage costs retries in the sender task,
+        not seconds on the way to the fix. ``_close`` drains the queue before the workflow ends.
+        """
         note = Notification(
             kind=kind,
             incident_id=self.state.incident_id,
@@ -777,12 +786,19 @@ class IncidentWorkflow:
             verdict=verdict,
         )
         self.state.notifications_sent += 1
-        try:
-            await workflow.execute_activity(
-                "notify.event", note, summary=f"notify {kind}", **options.notify()
-            )
-        except ActivityError as err:
-            workflow.logger.warning("notification %s not delivered: %s", kind, _cause(err))
+        self.outbox.append(note)
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.create_task(self._deliver())
+
+    async def _deliver(self) -> None:
+        while self.outbox:
+            note = self.outbox.pop(0)
+            try:
+                await workflow.execute_activity(
+                    "notify.event", note, summary=f"notify {note.kind}", **options.notify()
+                )
+            except ActivityError as err:
+                workflow.logger.warning("notification %s not delivered: %s", note.kind, _cause(err))
 
     async def _save_records(self) -> None:
         while self.unsaved_records:
