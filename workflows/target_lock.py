@@ -2,8 +2,9 @@
 
 Incidents ask through the ``lock.acquire`` activity (signal-with-start of this workflow), wait for
 the ``lock_granted`` signal, and send ``release`` when done. A holder that never releases (a
-terminated incident) loses the lock when its lease runs out. The workflow closes itself when idle
-and continues-as-new after many grants to keep its history short.
+terminated incident) loses the lock when its lease runs out. The workflow closes as soon as nobody
+holds or waits for the lock (the next incident's signal-with-start opens a new one), so no idle
+lock lingers, and continues-as-new after many grants to keep its history short.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from core.models import LockRequest, LockState
 
 LEASE = timedelta(minutes=15)
-IDLE = timedelta(minutes=10)
+IDLE = timedelta(seconds=30)
 GRANTS_PER_RUN = 200
 
 
@@ -32,10 +33,10 @@ class TargetLockWorkflow:
     async def run(self, state: LockState) -> None:
         grants = 0
         while True:
-            try:
-                await workflow.wait_condition(lambda: bool(self.queue), timeout=IDLE)
-            except TimeoutError:
-                if not self.queue:
+            if not self.queue:
+                try:  # started by signal-with-start, so a request is normally already here
+                    await workflow.wait_condition(lambda: bool(self.queue), timeout=IDLE)
+                except TimeoutError:
                     return
             request = self.queue.pop(0)
             if request.request_id in self.released:
@@ -59,6 +60,8 @@ class TargetLockWorkflow:
                 workflow.logger.warning("lease of %s expired", request.holder_workflow_id)
             self.holder = None
             grants += 1
+            if not self.queue:
+                return  # free: close now rather than idle
             if grants >= GRANTS_PER_RUN or workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(LockState(target=state.target, queue=self.queue))
 
