@@ -41,6 +41,7 @@ class ProviderRoute(Model):
 
 
 class LLMRoute(Model):
+    configured: bool = Field(default=False, description="any LLM provider is configured")
     providers: list[ProviderRoute] = Field(default_factory=list)
     reason: str = Field(default="", description="why this order, or why no provider is asked")
     budget_exhausted: bool = False

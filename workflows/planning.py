@@ -99,7 +99,7 @@ class PlannerChain:
                 )
             )
             self.notes.append(route.reason)
-        elif route.providers:
+        elif route.configured:
             self.notes.append(f"LLM chain: {route.reason}")
         for provider in route.providers:
             plan = await self._ask(provider, route)

@@ -115,11 +115,19 @@ class LLMActivities:
         if not llm.providers:
             return LLMRoute(reason="no LLM providers configured")
         if triage.runbook is None or triage.target is None:
-            return LLMRoute(reason="no runbook or target: nothing to plan")
+            return LLMRoute(configured=True, reason="no runbook or target: nothing to plan")
+        offered = [s.name for s in offered_tools(self.catalog, request)]
+        if triage.runbook.max_actions == 0 or not offered:
+            return LLMRoute(
+                configured=True,
+                reason=f"runbook {triage.runbook.name} allows no actions here "
+                "(diagnosis only): no LLM is asked",
+            )
         spent = await self._spent()
         budget = llm.monthly_budget_usd
         if spent >= budget:
             return LLMRoute(
+                configured=True,
                 reason=f"monthly LLM budget reached: ${spent:.4f} of ${budget:.2f} spent in "
                 f"{month()}; the runbook planner plans alone",
                 budget_exhausted=True,
@@ -141,9 +149,10 @@ class LLMActivities:
             for i in order
         ]
         return LLMRoute(
+            configured=True,
             providers=providers,
             reason=why,
-            allowed_tools=[s.name for s in offered_tools(self.catalog, request)],
+            allowed_tools=offered,
             max_actions=triage.runbook.max_actions,
             spent_usd=spent,
             budget_usd=budget,

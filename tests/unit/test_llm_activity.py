@@ -239,6 +239,25 @@ async def test_budget_reached_routes_nothing_and_refuses_calls(
     assert fake.calls() == []
 
 
+async def test_diagnosis_only_runbooks_ask_no_llm(fake: FakeLLM, tmp_path: Path) -> None:
+    acts, _ = make(tmp_path, [provider(fake.route("ok", plan=GOOD_PLAN))])
+    req = request()
+    assert req.triage.runbook is not None
+    diagnosis_only = req.model_copy(
+        update={
+            "triage": req.triage.model_copy(
+                update={"runbook": req.triage.runbook.model_copy(update={"max_actions": 0})}
+            )
+        }
+    )
+    route = await ActivityEnvironment().run(acts.route, diagnosis_only)
+    assert route.configured and route.providers == []
+    assert "allows no actions here (diagnosis only)" in route.reason
+    unconfigured, _ = make(tmp_path, [])
+    route = await ActivityEnvironment().run(unconfigured.route, request())
+    assert not route.configured and route.providers == []
+
+
 async def test_provider_list_changed_under_a_routed_incident(fake: FakeLLM, tmp_path: Path) -> None:
     old, _ = make(tmp_path, [provider(fake.route("ok", plan=GOOD_PLAN), name="old")])
     new, _ = make(tmp_path, [provider(fake.route("ok", plan=GOOD_PLAN), name="new")])

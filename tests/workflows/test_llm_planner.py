@@ -19,8 +19,9 @@ import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from core.config import Settings
 from core.models import (
@@ -211,6 +212,10 @@ async def test_failover_path_follows_the_chain_in_order(
     ]
     assert [w.tool for w in docker.writes] == ["docker.start"]
     assert state.outcome is Outcome.RESOLVED
+    replay = await Replayer(
+        workflows=WORKFLOWS, data_converter=pydantic_data_converter
+    ).replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)
+    assert replay.replay_failure is None  # the chain is deterministic
     stored = parts.store.get_incident(handle.id)
     assert stored is not None and stored.plan is not None
     assert [a.provider for a in stored.plan.attempts] == ["down", "busy", "slow", "good"]
