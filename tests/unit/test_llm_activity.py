@@ -271,7 +271,7 @@ async def test_provider_list_changed_under_a_routed_incident(fake: FakeLLM, tmp_
 def test_litellm_is_never_imported_by_the_cli_workflows_or_worker_wiring() -> None:
     code = (
         "import sys\n"
-        "import workers.cli, workers.worker, workflows.incident, workflows.planning\n"
+        "import workers.cli, workers.stack, workers.worker, workflows.incident, workflows.planning\n"
         "import activities.llm, activities.llm.client\n"
         "print('litellm' in sys.modules)\n"
     )
