@@ -23,8 +23,9 @@ from rich.table import Table
 from rich.text import Text
 
 from core.config import load_settings
-from workers.lab.lab import Lab, LabState, describe, load_state, state_path
-from workers.lab.processes import wait_for
+from workers.lab.hold import holds_sessions
+from workers.lab.lab import Lab, LabState, ProcRecord, describe, load_state, state_path
+from workers.lab.processes import Proc, wait_for
 from workers.lab.scenarios import LabHands, load_scenarios
 
 DEFAULT_LAB = Path(".homelab") / "lab"
@@ -112,16 +113,28 @@ def _inject(state: LabState, name: str) -> None:
     scenarios = {s.name: s for s in load_scenarios()}
     if name not in scenarios:
         raise typer.BadParameter(f"no scenario {name!r}; `homelab-agents demo list` shows them")
-    hands = LabHands(state)
-    try:
-        for step in scenarios[name].inject:
-            hands.run_step(step)
-        hands.held.clear()  # keep injected sessions open: the fault must persist until fixed
-    finally:
-        hands.docker.close()
-    console.print(
-        f"injected {name}: expect {scenarios[name].alert} → {scenarios[name].expect.outcome}"
-    )
+    scenario = scenarios[name]
+    if holds_sessions(scenario):
+        # The fault lives in open sessions: a recorded holder process keeps them open.
+        log = Path(state.root) / f"hold-{name}.log"
+        proc = Proc.spawn(
+            f"hold-{name}",
+            [sys.executable, "-m", "workers.lab.hold", state.root, name],
+            log,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        state.procs.append(
+            ProcRecord(name=proc.name, pid=proc.pid, started=proc.started, log=str(log))
+        )
+        state_path(Path(state.root)).write_text(state.model_dump_json(indent=2))
+    else:
+        hands = LabHands(state)
+        try:
+            for step in scenario.inject:
+                hands.run_step(step)
+        finally:
+            hands.close()
+    console.print(f"injected {name}: expect {scenario.alert} → {scenario.expect.outcome}")
 
 
 @demo_app.command("inject")

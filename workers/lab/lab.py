@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 from pydantic import BaseModel, Field
 
@@ -34,6 +35,64 @@ from workers.lab.tls import make_certificates, start_nginx
 
 DISK_MB = 512
 CERT_DAYS = 5
+COMPRESSION = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "time-compression.yaml"
+RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
+ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "roles.sql"
+
+
+class TimeCompression(BaseModel):
+    """deploy/lab/time-compression.yaml: how the lab shortens production's waits."""
+
+    rule_for: str = "2s"
+    rules: dict[str, dict[str, str]] = Field(default_factory=dict)
+    runbooks: dict[str, dict[float, float]] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> TimeCompression:
+        return cls.model_validate(yaml.safe_load(COMPRESSION.read_text()))
+
+    def describe(self) -> list[str]:
+        lines = [f"every alert rule's `for:` → {self.rule_for}"]
+        lines += [
+            f"{alert}: {old!r} → {new!r}"
+            for alert, subs in self.rules.items()
+            for old, new in subs.items()
+        ]
+        lines += [
+            f"runbook {name}: {old:g} → {new:g}"
+            for name, subs in self.runbooks.items()
+            for old, new in subs.items()
+        ]
+        return lines
+
+    def write_runbooks(self, out: Path) -> Path:
+        """Copies of the named runbooks with their numbers replaced (same names: they win)."""
+        out.mkdir(parents=True, exist_ok=True)
+        found = set()
+        for path in sorted(RUNBOOKS.rglob("*.yaml")):
+            data = yaml.safe_load(path.read_text())
+            subs = self.runbooks.get(str(data.get("name")))
+            if subs is None:
+                continue
+            found.add(data["name"])
+            (out / path.name).write_text(
+                yaml.safe_dump(_replace_numbers(data, subs), sort_keys=False)
+            )
+        missing = set(self.runbooks) - found
+        if missing:
+            raise ValueError(f"time compression names unknown runbooks: {sorted(missing)}")
+        return out
+
+
+def _replace_numbers(value: Any, subs: dict[float, float]) -> Any:
+    if isinstance(value, dict):
+        return {k: _replace_numbers(v, subs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_numbers(v, subs) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool) and float(value) in subs:
+        new = subs[float(value)]
+        return int(new) if isinstance(value, int) and float(new).is_integer() else new
+    return value
 
 
 class ProcRecord(BaseModel):
@@ -114,14 +173,15 @@ class Lab:
             postgres_dir=str(self.root / "pg"),
         )
         self._save(state)
+        compression = TimeCompression.load()
         try:
             engine = DockerEngine(disk).start()
             self._record(state, engine.proc)
             self._base_containers(engine, ports["web"])
             pg = Postgres(
-                Path(state.postgres_dir), ports["postgres"], {"max_connections": "40"}
+                Path(state.postgres_dir), ports["postgres"], {"max_connections": "60"}
             ).start()
-            pg.createdb("labdb")
+            self._least_privilege(pg)
             ca, cert, key = make_certificates(self.root / "tls", CERT_DAYS)
             self._record(state, start_nginx(self.root / "nginx", ports["nginx"], cert, key, ca))
             self._record(state, node_exporter(self.root, ports["node"]))
@@ -130,7 +190,7 @@ class Lab:
                 postgres_exporter(
                     self.root,
                     ports["pg_exporter"],
-                    f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres?sslmode=disable",
+                    f"postgresql://postgres@127.0.0.1:{ports['postgres']}/labdb?sslmode=disable",
                 ),
             )
             self._record(state, blackbox_exporter(self.root, ports["blackbox"], ca))
@@ -160,14 +220,31 @@ class Lab:
                         "exporter": f"127.0.0.1:{ports['blackbox']}",
                     },
                 },
+                rule_for=compression.rule_for,
+                exprs=compression.rules,
             )
             self._record(state, prom.start().proc)
-            state.config = str(self.write_agents_config(state, token))
+            runbooks = compression.write_runbooks(self.root / "runbooks")
+            state.config = str(self.write_agents_config(state, token, runbooks))
             self._save(state)
         except Exception:
             self.down()
             raise
         return state
+
+    def _least_privilege(self, pg: Postgres) -> None:
+        """As in production: the workload runs as its own role, the agents as the roles of
+        deploy/postgres/roles.sql (homelab_maint may act on the app's tables as its member)."""
+        pg.run_sql_file(ROLES_SQL)
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'app'").fetchone():
+                conn.execute("CREATE ROLE app LOGIN")
+            conn.execute("GRANT app TO homelab_maint")
+        pg.createdb("labdb")
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            conn.execute("ALTER DATABASE labdb OWNER TO app")
+        with psycopg.connect(pg.dsn("labdb"), autocommit=True) as conn:
+            conn.execute("ALTER SCHEMA public OWNER TO app")
 
     def _base_containers(self, engine: DockerEngine, web_port: int) -> None:
         with contextlib.closing(engine.client()) as client:
@@ -189,7 +266,7 @@ class Lab:
                 labels={"homelab.lab": "base"},
             )
 
-    def write_agents_config(self, state: LabState, token: Path) -> Path:
+    def write_agents_config(self, state: LabState, token: Path, runbooks: Path) -> Path:
         ports = state.ports
         config: dict[str, Any] = {
             "temporal": {
@@ -215,13 +292,15 @@ class Lab:
             "postgres": [
                 {
                     "name": "lab",
-                    "dsn": f"host=127.0.0.1 port={ports['postgres']} user=postgres dbname=postgres",
+                    "dsn": f"host=127.0.0.1 port={ports['postgres']} user=homelab_monitor dbname=postgres",
+                    "maintenance_dsn": f"host=127.0.0.1 port={ports['postgres']} user=homelab_maint dbname=postgres",
                     "instances": [f"127.0.0.1:{ports['pg_exporter']}"],
                 }
             ],
             "prometheus": [{"name": "lab", "url": f"http://127.0.0.1:{ports['prometheus']}"}],
             "alertmanager": [{"name": "lab", "url": f"http://127.0.0.1:{ports['alertmanager']}"}],
             "worker": {"metrics_port": 0},
+            "runbook_dirs": [str(runbooks)],
         }
         path = self.root / "homelab.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -300,6 +379,7 @@ def describe(state: LabState) -> dict[str, Any]:
         "intake": f"http://127.0.0.1:{ports['intake']}/alerts/alertmanager",
         "docker": state.docker_url,
         "config": state.config,
+        "time compression": "; ".join(TimeCompression.load().describe()),
     }
 
 

@@ -9,7 +9,6 @@ ungrouped and with resolved notifications, to the intake with its bearer token.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,13 +38,22 @@ def _ready(url: str) -> bool:
     return httpx.get(url, timeout=1, trust_env=False).status_code == 200
 
 
-def compress_for(rules: dict[str, Any], longest: str) -> dict[str, Any]:
-    """The same rules with every ``for:`` capped at ``longest`` (lab time runs fast)."""
+def compress_rules(
+    rules: dict[str, Any], longest: str, exprs: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """The same rules with every ``for:`` set to ``longest`` and the listed expression
+    substitutions applied (deploy/lab/time-compression.yaml: lab time runs fast)."""
     for group in rules.get("groups", []):
         group["interval"] = "1s"
         for rule in group.get("rules", []):
-            if "alert" in rule and rule.get("for") not in (None, "0m", "0s"):
+            if "alert" not in rule:
+                continue
+            if rule.get("for") not in (None, "0m", "0s"):
                 rule["for"] = longest
+            for old, new in exprs.get(rule["alert"], {}).items():
+                if old not in rule["expr"]:
+                    raise ValueError(f"time compression: {old!r} is not in {rule['alert']}'s expr")
+                rule["expr"] = rule["expr"].replace(old, new)
     return rules
 
 
@@ -61,11 +69,12 @@ class Prometheus:
         alertmanager_port: int,
         probes: dict[str, Any],
         rule_for: str = "2s",
+        exprs: dict[str, dict[str, str]] | None = None,
     ) -> Path:
         rules_out = self.root / "rules"
         rules_out.mkdir(parents=True, exist_ok=True)
         for source in sorted(RULES_DIR.glob("*.rules.yml")):
-            rules = compress_for(yaml.safe_load(source.read_text()), rule_for)
+            rules = compress_rules(yaml.safe_load(source.read_text()), rule_for, exprs or {})
             (rules_out / source.name).write_text(yaml.safe_dump(rules, sort_keys=False))
         jobs: list[dict[str, Any]] = [
             {"job_name": job, "static_configs": [{"targets": targets}]}
@@ -206,8 +215,19 @@ def node_exporter(root: Path, port: int) -> Proc:
     return proc
 
 
+EXPORTER_QUERIES = (
+    Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "exporter-queries.yml"
+)
+
+
 def postgres_exporter(root: Path, port: int, dsn_url: str) -> Proc:
-    env = {**os.environ, "DATA_SOURCE_NAME": dsn_url}
+    """postgres_exporter with deploy/postgres/exporter-queries.yml (Debian's 0.11 lacks what the
+    shipped rules read)."""
+    env = {
+        **os.environ,
+        "DATA_SOURCE_NAME": dsn_url,
+        "PG_EXPORTER_EXTEND_QUERY_PATH": str(EXPORTER_QUERIES),
+    }
     proc = Proc.spawn(
         "postgres-exporter",
         [
@@ -260,6 +280,3 @@ def metric(prometheus: Prometheus, query: str) -> list[dict[str, Any]]:
         f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5, trust_env=False
     ).json()
     return list(data["data"]["result"])
-
-
-_DURATION = re.compile(r"^\d+[smhd]$")

@@ -131,6 +131,26 @@ class Postgres:
         with psycopg.connect(self.dsn(), connect_timeout=2):
             return True
 
+    def run_sql_file(self, path: Path, dbname: str = "postgres") -> None:
+        """Run a SQL script with psql as the superuser (multi-statement, ON_ERROR_STOP)."""
+        self._run(
+            pg_bin("psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            dbname,
+            "-f",
+            str(path),
+        )
+
     def createdb(self, name: str) -> None:
         import psycopg
         from psycopg import sql

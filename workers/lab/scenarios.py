@@ -23,7 +23,7 @@ import docker
 import psycopg
 import yaml
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import Client
 
 from activities.store import Store
@@ -70,18 +70,44 @@ class DockerRun(Strict):
 
 
 class Step(Strict):
-    """One injection or cleanup step; exactly one field is set."""
+    """One injection or cleanup step; exactly one action field is set."""
 
     docker_run: DockerRun | None = None
     docker_remove: list[str] | None = None
     dangling_images: int | None = Field(default=None, description="import N untagged images")
     dangling_image_mb: int = 8
-    sql: list[str] | None = None
+    sql: list[str] | None = Field(default=None, description="statements on one autocommit session")
     sql_hold: list[str] | None = Field(
-        default=None, description="statements left running or idle in transaction until cleanup"
+        default=None, description="statements left idle in an open transaction until cleanup"
     )
+    sql_background: list[str] | None = Field(
+        default=None,
+        description="statements run from a thread (they block: a waiter, a long query)",
+    )
+    idle_in_transaction: int | None = Field(
+        default=None, description="open N sessions, each idle inside a transaction"
+    )
+    release_held: bool = False
     database: str = "labdb"
+    ignore_errors: bool = False
     sleep: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        actions = [
+            self.docker_run,
+            self.docker_remove,
+            self.dangling_images,
+            self.sql,
+            self.sql_hold,
+            self.sql_background,
+            self.idle_in_transaction,
+            self.sleep,
+            self.release_held or None,
+        ]
+        if sum(a is not None for a in actions) != 1:
+            raise ValueError("a step does exactly one thing")
+        return self
 
 
 class Check(Strict):
@@ -153,6 +179,7 @@ class ScenarioResult(BaseModel):
     verified_from_intake_s: float | None = None
     seconds: float = 0.0
     error: str = ""
+    notes: list[str] = Field(default_factory=list, description="the incident's own notes")
 
 
 class LabHands:
@@ -167,13 +194,14 @@ class LabHands:
         self.release()
         self.docker.close()
 
-    def dsn(self, database: str) -> str:
-        return f"host=127.0.0.1 port={self.state.ports['postgres']} user=postgres dbname={database}"
+    def dsn(self, database: str, user: str = "app") -> str:
+        """Injected workload runs as the application role; checks look as the superuser."""
+        return f"host=127.0.0.1 port={self.state.ports['postgres']} user={user} dbname={database}"
 
     def ensure_database(self, name: str) -> None:
-        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+        with psycopg.connect(self.dsn("postgres", "postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER app").format(sql.Identifier(name)))
 
     def run_step(self, step: Step) -> None:
         if step.docker_run is not None:
@@ -217,17 +245,30 @@ class LabHands:
             self.ensure_database(step.database)
             with psycopg.connect(self.dsn(step.database), autocommit=True) as conn:
                 for statement in step.sql:
-                    conn.execute(statement.encode())
+                    try:
+                        conn.execute(statement.encode())
+                    except psycopg.Error:
+                        if not step.ignore_errors:
+                            raise
         elif step.sql_hold is not None:
             self.ensure_database(step.database)
             conn = psycopg.connect(self.dsn(step.database), autocommit=False)
             self.held.append(conn)
             for statement in step.sql_hold:
-                if statement.strip().lower().startswith("select pg_sleep"):
-                    # a long query: run it from a thread so injection returns
-                    threading.Thread(target=_quietly, args=(conn, statement), daemon=True).start()
-                else:
-                    conn.execute(statement.encode())
+                conn.execute(statement.encode())
+        elif step.sql_background is not None:
+            self.ensure_database(step.database)
+            conn = psycopg.connect(self.dsn(step.database), autocommit=True)
+            self.held.append(conn)
+            threading.Thread(target=_quietly, args=(conn, step.sql_background), daemon=True).start()
+        elif step.idle_in_transaction is not None:
+            self.ensure_database(step.database)
+            for _ in range(step.idle_in_transaction):
+                conn = psycopg.connect(self.dsn(step.database), autocommit=False)
+                conn.execute(b"SELECT 1")
+                self.held.append(conn)
+        elif step.release_held:
+            self.release()
         elif step.sleep is not None:
             time.sleep(step.sleep.total_seconds())
 
@@ -260,7 +301,7 @@ class LabHands:
                 count = len(self.docker.images.list(filters={"dangling": True}))
                 return count <= check.dangling_images_max, f"{count} dangling images"
             if check.sql_scalar:
-                with psycopg.connect(self.dsn(check.database), autocommit=True) as conn:
+                with psycopg.connect(self.dsn(check.database, "postgres"), autocommit=True) as conn:
                     row = conn.execute(check.sql_scalar.encode()).fetchone()
                 value = row[0] if row else None
                 ok = True
@@ -276,9 +317,11 @@ class LabHands:
         return False, "empty check"
 
 
-def _quietly(conn: psycopg.Connection[Any], statement: str) -> None:
+def _quietly(conn: psycopg.Connection[Any], statements: list[str]) -> None:
+    """Run statements that block (or get cancelled/terminated by the fix): errors are expected."""
     with contextlib.suppress(Exception):
-        conn.execute(statement.encode())
+        for statement in statements:
+            conn.execute(statement.encode())
 
 
 async def find_incident(client: Client, scenario: Scenario, since: datetime, within: float) -> str:
@@ -318,6 +361,7 @@ async def run_scenario(
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, wid)
         state = await _follow(handle, scenario, result, client, store, approver, timeout)
         result.observed = _observed(state)
+        result.notes = [*state.notes, *(state.plan.notes if state.plan else [])][:20]
         applied = [a.action.tool for a in state.actions if a.result is ChangeResult.APPLIED]
         result.writes = applied
         result.unintended = [w for w in applied if w not in scenario.expect.writes]
