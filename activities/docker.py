@@ -386,6 +386,61 @@ def engine(ctx: ToolContext[NoParams]) -> dict[str, Any]:
     }
 
 
+class DiskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mountpoint: str | None = Field(
+        default=None, description="a filesystem an alert names: is the engine's data on it?"
+    )
+
+
+@TOOLSET.read(
+    "disk_usage",
+    "Free space where the engine keeps its data, the largest container logs and dangling images.",
+    DiskParams,
+    needs_resource=False,
+)
+def disk_usage(ctx: ToolContext[DiskParams]) -> dict[str, Any]:
+    client = client_for(ctx)
+    root = str(client.info().get("DockerRootDir") or "")
+    if not root or not os.path.isdir(root):
+        raise ToolFailure(
+            ToolErrorKind.UNSUPPORTED,
+            f"the data root of engine {ctx.ref.target} ({root or 'unknown'}) is not on this host; "
+            "disk diagnostics need the agent on the engine's host",
+        )
+    stat = os.statvfs(root)
+    size, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
+    mountpoint = ctx.params.mountpoint
+    on_mountpoint = True
+    if mountpoint is not None:
+        on_mountpoint = (
+            os.path.isdir(mountpoint) and os.stat(mountpoint).st_dev == os.stat(root).st_dev
+        )
+    logs = []
+    for container in client.containers.list(all=True):
+        path = container.attrs.get("LogPath") or ""
+        if path and os.path.exists(path):
+            logs.append({"container": container.name, "size": os.path.getsize(path)})
+    logs.sort(key=lambda entry: -int(entry["size"]))
+    dangling = client.images.list(filters={"dangling": True})
+    dangling_size = sum(image.attrs.get("Size", 0) for image in dangling)
+    return {
+        "data_root": root,
+        "mountpoint": mountpoint,
+        "on_mountpoint": on_mountpoint,
+        "size_bytes": size,
+        "free_bytes": free,
+        "free_percent": round(free / size * 100, 2) if size else None,
+        "largest_log": logs[0] if logs else None,
+        "logs": logs[:5],
+        "dangling_count": len(dangling),
+        "dangling_size": dangling_size,
+        "_summary": f"{mib(free)} free of {mib(size)} at {root}; largest log "
+        f"{logs[0]['container'] + ' ' + mib(logs[0]['size']) if logs else 'none'}; "
+        f"{len(dangling)} dangling images ({mib(dangling_size)})",
+    }
+
+
 # --- write tools -------------------------------------------------------------------------------
 
 

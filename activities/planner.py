@@ -97,9 +97,15 @@ def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
         if unmet:
             notes.append(f"skipped {remediation.tool}: {'; '.join(unmet)}")
             continue
+        target = TargetRef.model_validate(triage.target.model_dump())
         try:
             params = {k: resolve_param(v, evidence) for k, v in remediation.params.items()}
             catalog.get(remediation.tool).parse_params(params)
+            if remediation.resource is not None:
+                resource = resolve_param(remediation.resource, evidence)
+                if not isinstance(resource, str) or not resource:
+                    raise ParamError(f"resource {resource!r} is not a name")
+                target = target.model_copy(update={"resource": resource})
         except (ParamError, ToolFailure) as exc:
             notes.append(f"skipped {remediation.tool}: {exc}")
             continue
@@ -107,7 +113,7 @@ def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
             Action(
                 id=f"a{index + 1}",
                 tool=remediation.tool,
-                target=TargetRef.model_validate(triage.target.model_dump()),
+                target=target,
                 params=params,
                 rationale=remediation.rationale,
                 expected_effect=remediation.expected_effect,

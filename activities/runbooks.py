@@ -61,6 +61,12 @@ def _problems(runbook: Runbook, catalog: Catalog) -> list[str]:
                 problems.append(
                     f"remediations.{i}.when.{j}.evidence: {cond.evidence!r} is not a diagnostics key"
                 )
+        if isinstance(rem.resource, dict) and "from" in rem.resource:
+            source = str(rem.resource["from"]).split(".", 1)[0]
+            if source not in keys:
+                problems.append(
+                    f"remediations.{i}.resource.from: {source!r} is not a diagnostics key"
+                )
         for name, value in rem.params.items():
             if isinstance(value, dict) and "from" in value:
                 source = str(value["from"]).split(".", 1)[0]

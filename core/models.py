@@ -473,6 +473,11 @@ class Triage(Model):
 class RunbookRemediation(Model):
     tool: str
     params: dict[str, Any] = Field(default_factory=dict)
+    resource: Any = Field(
+        default=None,
+        description="what the action acts on when the incident names none (an engine-wide disk "
+        "alert fixed on one container): a literal or {from: evidence.path}",
+    )
     when: list[Condition] = Field(default_factory=list)
     rationale: str = ""
     expected_effect: str = ""

@@ -135,3 +135,68 @@ def test_oom_plan_raises_memory_then_starts() -> None:
         CATALOG,
     )
     assert plan.actions == [] and any("no remediation applies" in n for n in plan.notes)
+
+
+def test_disk_runbook_acts_on_the_container_named_by_the_evidence() -> None:
+    runbooks = load_runbooks(CATALOG)
+    alert_ = alert("HostOutOfDiskSpace", mountpoint="/srv/docker", instance="nas:9100")
+    rb = match(runbooks, alert_)
+    assert rb is not None and rb.name == "docker-disk-full"
+    engine = TargetRef(service="docker", target="lab")
+    triage = Triage(
+        incident_type="disk_full",
+        service="docker",
+        target=engine,
+        severity="critical",
+        critical=False,
+        runbook=rb,
+        approval_timeout=300,
+        approvers=[],
+    )
+    disk = {
+        "on_mountpoint": True,
+        "largest_log": {"container": "chatty", "size": 200 * 1024**2},
+        "dangling_size": 0,
+        "free_percent": 3.0,
+    }
+    plan = runbook_plan(
+        PlanRequest(
+            incident_id="i",
+            alert=alert_,
+            triage=triage,
+            evidence=[
+                Evidence(
+                    key="disk", tool="docker.disk_usage", target="docker:lab", ok=True, data=disk
+                )
+            ],
+        ),
+        CATALOG,
+    )
+    assert [(a.tool, str(a.target)) for a in plan.actions] == [
+        ("docker.clear_logs", "docker:lab/chatty")
+    ]
+    disk["on_mountpoint"] = False  # the full disk is not the engine's: a human decides
+    plan = runbook_plan(
+        PlanRequest(
+            incident_id="i",
+            alert=alert_,
+            triage=triage,
+            evidence=[
+                Evidence(
+                    key="disk", tool="docker.disk_usage", target="docker:lab", ok=True, data=disk
+                )
+            ],
+        ),
+        CATALOG,
+    )
+    assert plan.actions == [] and plan.escalate
+
+
+def test_remediation_resource_must_come_from_gathered_evidence(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nservice: docker\nalerts: [X]\nincident_type: x\n"
+        "diagnostics: [{key: disk, tool: docker.disk_usage}]\n"
+        "remediations: [{tool: docker.clear_logs, resource: {from: nowhere.container}}]\n"
+    )
+    with pytest.raises(RunbookError, match="resource.from: 'nowhere' is not a diagnostics key"):
+        load_runbooks(CATALOG, [tmp_path])

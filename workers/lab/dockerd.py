@@ -21,6 +21,8 @@ from workers.lab.processes import Proc, wait_for
 BUSYBOX_IMAGE = "local/busybox:latest"
 BUSYBOX_APPLETS = [
     "sh",
+    "tr",
+    "fold",
     "test",
     "[",
     "httpd",

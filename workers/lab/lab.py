@@ -33,7 +33,7 @@ from workers.lab.postgres import Postgres
 from workers.lab.processes import Proc, free_ports
 from workers.lab.tls import make_certificates, start_nginx
 
-DISK_MB = 512
+DISK_MB = 256
 CERT_DAYS = 5
 COMPRESSION = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "time-compression.yaml"
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
@@ -131,7 +131,7 @@ def _mount_disk(image: Path, mountpoint: Path) -> bool:
     mountpoint.mkdir(parents=True, exist_ok=True)
     if not image.exists():
         subprocess.run(["truncate", "-s", f"{DISK_MB}M", str(image)], check=True)
-        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
     done = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True)
     return done.returncode == 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import tarfile
 import threading
 import time
@@ -42,6 +43,7 @@ from workers.operations import decide, list_incidents
 from workflows.incident import IncidentWorkflow
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "scenarios"
+SIBLING_WINDOW = 3.0  # seconds to wait for more incidents from the same fault
 
 Expected = Literal[
     "resolved",
@@ -118,6 +120,7 @@ class Check(Strict):
     docker_memory_mb: dict[str, int] | None = None
     docker_exited: str | None = None
     dangling_images_max: int | None = None
+    disk_free_percent_min: float | None = Field(default=None, description="the engine's data disk")
     sql_scalar: str | None = None
     database: str = "labdb"
     equals: Any = None
@@ -297,6 +300,10 @@ class LabHands:
                     memory == mb * 1024 * 1024,
                     f"{name} memory {memory // 1048576} MiB (want {mb})",
                 )
+            if check.disk_free_percent_min is not None:
+                stat = os.statvfs(self.state.disk)
+                free = stat.f_bavail / stat.f_blocks * 100
+                return free >= check.disk_free_percent_min, f"engine disk {free:.1f}% free"
             if check.dangling_images_max is not None:
                 count = len(self.docker.images.list(filters={"dangling": True}))
                 return count <= check.dangling_images_max, f"{count} dangling images"
@@ -324,16 +331,29 @@ def _quietly(conn: psycopg.Connection[Any], statements: list[str]) -> None:
             conn.execute(statement.encode())
 
 
-async def find_incident(client: Client, scenario: Scenario, since: datetime, within: float) -> str:
+async def find_incidents(
+    client: Client, scenario: Scenario, since: datetime, within: float
+) -> list[str]:
+    """Every incident the fault opened: one fault can raise several alerts (node_exporter
+    reports an engine's disk under each of its mount points), each its own incident."""
     deadline = time.monotonic() + within
+    found: list[str] = []
+    settle = None
     while time.monotonic() < deadline:
         for row in await list_incidents(client, limit=50):
             if row.alert != scenario.alert or (row.started and row.started < since):
                 continue
             if scenario.target_contains and scenario.target_contains not in row.target:
                 continue
-            return row.workflow_id
+            if row.workflow_id not in found:
+                found.append(row.workflow_id)
+        if found and settle is None:
+            settle = time.monotonic() + SIBLING_WINDOW
+        if settle is not None and time.monotonic() >= settle:
+            return found
         await asyncio.sleep(0.5)
+    if found:
+        return found
     raise TimeoutError(f"no {scenario.alert} incident within {within:.0f}s")
 
 
@@ -356,13 +376,29 @@ async def run_scenario(
     try:
         for step in scenario.inject:
             await asyncio.to_thread(hands.run_step, step)
-        wid = await find_incident(client, scenario, since, timeout)
-        result.workflow_id = wid
-        handle = client.get_workflow_handle_for(IncidentWorkflow.run, wid)
-        state = await _follow(handle, scenario, result, client, store, approver, timeout)
+        ids = await find_incidents(client, scenario, since, timeout)
+        states = [
+            await _follow(
+                client.get_workflow_handle_for(IncidentWorkflow.run, wid),
+                scenario,
+                result,
+                client,
+                store,
+                approver,
+                timeout,
+            )
+            for wid in ids
+        ]
+        applied_first = [
+            s for s in states if any(a.result is ChangeResult.APPLIED for a in s.actions)
+        ]
+        state = (applied_first or states)[0]  # the incident that acted speaks for the fault
+        result.workflow_id = ", ".join(ids)
         result.observed = _observed(state)
         result.notes = [*state.notes, *(state.plan.notes if state.plan else [])][:20]
-        applied = [a.action.tool for a in state.actions if a.result is ChangeResult.APPLIED]
+        applied = [
+            a.action.tool for s in states for a in s.actions if a.result is ChangeResult.APPLIED
+        ]
         result.writes = applied
         result.unintended = [w for w in applied if w not in scenario.expect.writes]
         _timings(result, state)
