@@ -156,16 +156,18 @@ class DockerEventsWatcher:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | Exception] = asyncio.Queue()
         backoff = 1.0
+        warned = False
         while not self._stop.is_set():
             try:
                 client = make_client(target)
             except DockerException as exc:
-                log.warning(
-                    "docker engine %s unreachable (%s); retrying in %.0fs",
+                # Say it once; then retry quietly (debug) until the engine answers.
+                (log.debug if warned else log.warning)(
+                    "docker engine %s unreachable (%s); retrying with backoff up to 30s",
                     target.name,
                     exc,
-                    backoff,
                 )
+                warned = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30)
                 continue
@@ -180,7 +182,7 @@ class DockerEventsWatcher:
             thread.start()
             WATCHER_CONNECTED.labels(target.name).set(1)
             log.info("watching docker events on %s (%s)", target.name, target.url)
-            backoff = 1.0
+            backoff, warned = 1.0, False
             try:
                 while True:
                     item = await queue.get()
