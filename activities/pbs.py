@@ -12,12 +12,12 @@ import time
 from datetime import timedelta
 from typing import Any, Literal
 
-import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.catalog import NoParams, ToolContext, ToolFailure, Toolset
+from activities.proxmox_api import translator
 from core.config import PbsTarget
 from core.models import ToolErrorKind
 from core.units import human_size, parse_duration
@@ -38,37 +38,13 @@ def _message(exc: ResourceException) -> str:
     return str(exc.content or exc.status_message or f"HTTP {exc.status_code}")
 
 
-def translate(exc: Exception) -> ToolFailure | None:
-    if isinstance(exc, ResourceException):
-        status = int(exc.status_code or 0)
-        message = _message(exc)
-        lowered = message.lower()
-        if status == 401:
-            return ToolFailure(
-                ToolErrorKind.UNAUTHORIZED,
-                f"the Proxmox Backup Server refused the API token ({message}); "
-                "check token_id and token_secret of the pbs target",
-            )
-        if status == 403:
-            return ToolFailure(
-                ToolErrorKind.UNAUTHORIZED, f"the API token lacks a permission: {message}"
-            )
-        if status == 404 or "does not exist" in lowered or "no such" in lowered:
-            return ToolFailure(ToolErrorKind.NOT_FOUND, message)
-        if status == 501:
-            return ToolFailure(ToolErrorKind.UNSUPPORTED, message)
-        if status in (502, 503, 504):
-            return ToolFailure(ToolErrorKind.UNREACHABLE, f"{status}: {message}")
-        return ToolFailure(ToolErrorKind.FAILED, f"{status} {message}")
-    if isinstance(exc, requests.exceptions.SSLError):
-        return ToolFailure(
-            ToolErrorKind.FAILED,
-            f"TLS verification failed: {exc} (set verify_ssl to the CA file of the backup server, "
-            "e.g. a copy of /etc/proxmox-backup/proxy.pem)",
-        )
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return ToolFailure(ToolErrorKind.UNREACHABLE, f"Proxmox Backup Server unreachable: {exc}")
-    return None
+translate = translator(
+    product="Proxmox Backup Server",
+    section="pbs",
+    message=_message,
+    unreachable=frozenset({502, 503, 504}),
+    ca_hint="a copy of /etc/proxmox-backup/proxy.pem",
+)
 
 
 TOOLSET = Toolset(

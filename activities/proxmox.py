@@ -24,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from activities.catalog import NoParams, ToolContext, ToolFailure, Toolset
+from activities.proxmox_api import translator
 from core.config import ProxmoxTarget
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 from core.units import human_size, parse_duration, parse_size
@@ -54,44 +54,13 @@ def _resource_message(exc: ResourceException) -> str:
     return message or f"HTTP {exc.status_code}"
 
 
-def translate(exc: Exception) -> ToolFailure | None:
-    if isinstance(exc, ResourceException):
-        status = int(exc.status_code or 0)
-        message = _resource_message(exc)
-        lowered = message.lower()
-        if status == 401:
-            return ToolFailure(
-                ToolErrorKind.UNAUTHORIZED,
-                f"the Proxmox API refused the API token ({message}); "
-                "check token_id and token_secret of the proxmox target",
-            )
-        if status == 403:
-            return ToolFailure(
-                ToolErrorKind.UNAUTHORIZED,
-                f"the API token lacks a permission: {message}",
-            )
-        if status in UNREACHABLE_CODES:
-            return ToolFailure(ToolErrorKind.UNREACHABLE, f"node unreachable ({status}): {message}")
-        if status == 501:
-            return ToolFailure(ToolErrorKind.UNSUPPORTED, message)
-        if status == 400:
-            return ToolFailure(ToolErrorKind.INVALID, message)
-        if "does not exist" in lowered or "no such" in lowered:
-            return ToolFailure(ToolErrorKind.NOT_FOUND, message)
-        if any(
-            s in lowered for s in ("already running", "not running", "is locked", "already used")
-        ):
-            return ToolFailure(ToolErrorKind.CONFLICT, message)
-        return ToolFailure(ToolErrorKind.FAILED, f"{status} {message}")
-    if isinstance(exc, requests.exceptions.SSLError):
-        return ToolFailure(
-            ToolErrorKind.FAILED,
-            f"TLS verification failed: {exc} (set verify_ssl to the CA file that signed the "
-            "node's certificate, e.g. a copy of /etc/pve/pve-root-ca.pem)",
-        )
-    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return ToolFailure(ToolErrorKind.UNREACHABLE, f"Proxmox API unreachable: {exc}")
-    return None
+translate = translator(
+    product="Proxmox VE API",
+    section="proxmox",
+    message=_resource_message,
+    unreachable=frozenset(UNREACHABLE_CODES),
+    ca_hint="a copy of /etc/pve/pve-root-ca.pem",
+)
 
 
 TOOLSET = Toolset(

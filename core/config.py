@@ -365,11 +365,11 @@ def _verify_setting(value: bool | str, key: str) -> bool | str:
     return value
 
 
-class ProxmoxTarget(Target):
-    """A Proxmox VE node or cluster, reached through its API with an API token."""
+class ApiTokenTarget(Target):
+    """A Proxmox product reached through its HTTPS API with an API token (PVE and PBS alike)."""
 
     host: str
-    port: int = Field(default=8006, ge=1, le=65535)
+    port: int = Field(ge=1, le=65535)
     token_id: str = Field(
         pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
         description="user@realm!tokenname",
@@ -377,9 +377,33 @@ class ProxmoxTarget(Target):
     token_secret: SecretStr | None = None
     token_secret_file: Path | None = None
     verify_ssl: bool | str = Field(
-        default=True, description="true, or the CA file (e.g. pve-root-ca.pem); false is unsafe"
+        default=True, description="true, or the CA file that signed the server; false is unsafe"
     )
     timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ApiTokenTarget:
+        self.token_secret = self.token_secret or _read_secret_file(
+            self.token_secret_file, f"{self.name}.token_secret_file"
+        )
+        if self.token_secret is None:
+            raise ValueError(f"{self.name}: token_secret or token_secret_file is required")
+        _verify_setting(self.verify_ssl, f"{self.name}.verify_ssl")
+        return self
+
+    @property
+    def token_user(self) -> str:
+        return self.token_id.split("!", 1)[0]
+
+    @property
+    def token_name(self) -> str:
+        return self.token_id.split("!", 1)[1]
+
+
+class ProxmoxTarget(ApiTokenTarget):
+    """A Proxmox VE node or cluster (verify_ssl: e.g. a copy of pve-root-ca.pem)."""
+
+    port: int = Field(default=8006, ge=1, le=65535)
     task_timeout: Duration = Field(
         default=timedelta(minutes=5), description="how long a write waits for its PVE task"
     )
@@ -396,59 +420,14 @@ class ProxmoxTarget(Target):
     def _size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _secrets(self) -> ProxmoxTarget:
-        self.token_secret = self.token_secret or _read_secret_file(
-            self.token_secret_file, f"{self.name}.token_secret_file"
-        )
-        if self.token_secret is None:
-            raise ValueError(f"{self.name}: token_secret or token_secret_file is required")
-        _verify_setting(self.verify_ssl, f"{self.name}.verify_ssl")
-        return self
 
-    @property
-    def token_user(self) -> str:
-        return self.token_id.split("!", 1)[0]
+class PbsTarget(ApiTokenTarget):
+    """A Proxmox Backup Server (verify_ssl: e.g. a copy of /etc/proxmox-backup/proxy.pem)."""
 
-    @property
-    def token_name(self) -> str:
-        return self.token_id.split("!", 1)[1]
-
-
-class PbsTarget(Target):
-    """A Proxmox Backup Server, reached through its API with an API token."""
-
-    host: str
     port: int = Field(default=8007, ge=1, le=65535)
-    token_id: str = Field(
-        pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
-        description="user@realm!tokenname",
-    )
-    token_secret: SecretStr | None = None
-    token_secret_file: Path | None = None
-    verify_ssl: bool | str = True
-    timeout: float = Field(default=10.0, gt=0)
     datastores: list[str] = Field(
         default_factory=list, description="datastores to watch; empty = all"
     )
-
-    @model_validator(mode="after")
-    def _secrets(self) -> PbsTarget:
-        self.token_secret = self.token_secret or _read_secret_file(
-            self.token_secret_file, f"{self.name}.token_secret_file"
-        )
-        if self.token_secret is None:
-            raise ValueError(f"{self.name}: token_secret or token_secret_file is required")
-        _verify_setting(self.verify_ssl, f"{self.name}.verify_ssl")
-        return self
-
-    @property
-    def token_user(self) -> str:
-        return self.token_id.split("!", 1)[0]
-
-    @property
-    def token_name(self) -> str:
-        return self.token_id.split("!", 1)[1]
 
 
 class WorkerSettings(Section):
