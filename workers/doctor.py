@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from activities.catalog import Catalog
 from activities.runbooks import RunbookError, load_runbooks
 from activities.store import Store
-from core.config import HttpTarget, Settings
+from core.config import HttpTarget, LLMProvider, Settings
 from core.redact import redact_text
 from workers.temporal_client import address, connect
 
@@ -40,6 +41,18 @@ def _http_ready(target: HttpTarget) -> str:
     response = httpx.get(target.url.rstrip("/") + "/-/ready", timeout=target.timeout, verify=verify)
     response.raise_for_status()
     return f"ready ({response.status_code})"
+
+
+def _llm_provider(provider: LLMProvider) -> str:
+    """Configuration only (no paid call): the key is set, and a self-hosted endpoint answers."""
+    if provider.api_key_env and not os.environ.get(provider.api_key_env):
+        raise RuntimeError(f"{provider.api_key_env} is not set (the key of {provider.model})")
+    if provider.api_base:
+        response = httpx.get(provider.api_base.rstrip("/") + "/models", timeout=5, trust_env=False)
+        if response.status_code >= 500:
+            raise RuntimeError(f"{provider.api_base} answered {response.status_code}")
+        return f"{provider.model} at {provider.api_base} (HTTP {response.status_code})"
+    return f"{provider.model} ({provider.tier}), key in {provider.api_key_env or 'the provider default'}"
 
 
 async def run_doctor(settings: Settings, catalog: Catalog) -> list[Finding]:
@@ -84,6 +97,8 @@ async def run_doctor(settings: Settings, catalog: Catalog) -> list[Finding]:
                 findings.append(await _probe(service, target.name, probes[service], target))
             elif isinstance(target, HttpTarget):
                 findings.append(await _probe(service, target.name, _http_ready, target))
+    for provider in settings.llm.providers:
+        findings.append(await _probe("llm", provider.name, _llm_provider, provider))
     if not settings.approval.approvers:
         findings.append(
             Finding(
