@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.config import Settings, Target
 from core.models import (
@@ -26,12 +26,33 @@ from core.models import (
     ToolErrorKind,
     ToolKind,
 )
+from core.units import parse_duration
 
 P = TypeVar("P", bound=BaseModel)
 
 
 class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class MaxAgeParams(BaseModel):
+    """For tools that judge staleness (backups, snapshots)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_age: str = Field(default="26h", description="older than this is stale (26h, 7d)")
+
+    @field_validator("max_age")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        if not isinstance(parse_duration(value), timedelta):
+            raise ValueError(f"{value!r} is not a duration such as 26h or 7d")
+        return value
+
+    @property
+    def max_age_seconds(self) -> float:
+        parsed = parse_duration(self.max_age)
+        assert isinstance(parsed, timedelta)
+        return parsed.total_seconds()
 
 
 class ToolFailure(Exception):

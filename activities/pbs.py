@@ -9,18 +9,17 @@ datastore and a backup group: ``pbs:backup/store1``, ``pbs:backup/store1/ct/200`
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any, Literal
 
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from activities.catalog import NoParams, ToolContext, ToolFailure, Toolset
+from activities.catalog import MaxAgeParams, NoParams, ToolContext, ToolFailure, Toolset
 from activities.proxmox_api import translator
 from core.config import PbsTarget
 from core.models import ToolErrorKind
-from core.units import human_size, parse_duration
+from core.units import human_bytes, human_duration, seconds_since
 
 
 def _message(exc: ResourceException) -> str:
@@ -129,36 +128,6 @@ def scope(ctx: ToolContext[Any]) -> tuple[list[str], str, str]:
     return stores, kind, ident
 
 
-def _age(epoch: Any, now: float) -> int | None:
-    return max(int(now - float(epoch)), 0) if epoch else None
-
-
-def _days(seconds: int | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f}d"
-    return f"{seconds / 3600:.1f}h"
-
-
-class DurationParam(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_age: str = Field(default="26h", description="older than this is stale (26h, 7d)")
-
-    @field_validator("max_age")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        if not isinstance(parse_duration(value), timedelta):
-            raise ValueError(f"{value!r} is not a duration such as 26h or 7d")
-        return value
-
-    @property
-    def max_age_seconds(self) -> float:
-        parsed = parse_duration(self.max_age)
-        assert isinstance(parsed, timedelta)
-        return parsed.total_seconds()
-
-
 def _task_status(client: ProxmoxAPI, upid: str | None) -> dict[str, Any] | None:
     if not upid:
         return None
@@ -233,7 +202,7 @@ def datastores(ctx: ToolContext[StoreParams]) -> dict[str, Any]:
         "gc_failed": gc_failed,
         "bad_chunks": bad,
         "_summary": ", ".join(
-            f"{r['store']} {r['used_percent']}% of {human_size(r['total'])}" for r in rows
+            f"{r['store']} {r['used_percent']}% of {human_bytes(r['total'])}" for r in rows
         )
         + (f"; GC failed on {', '.join(gc_failed)}" if gc_failed else ""),
     }
@@ -279,7 +248,7 @@ def snapshots(ctx: ToolContext[SnapshotsParams]) -> dict[str, Any]:
                     "group": key,
                     "count": len(snaps),
                     "newest": snaps[0].get("backup-time"),
-                    "newest_age_seconds": _age(snaps[0].get("backup-time"), now),
+                    "newest_age_seconds": seconds_since(snaps[0].get("backup-time"), now),
                     "oldest": snaps[-1].get("backup-time"),
                     "verified": len(verified),
                     "verify_failed": len(failed),
@@ -287,7 +256,7 @@ def snapshots(ctx: ToolContext[SnapshotsParams]) -> dict[str, Any]:
                     "snapshots": [
                         {
                             "time": s.get("backup-time"),
-                            "age_seconds": _age(s.get("backup-time"), now),
+                            "age_seconds": seconds_since(s.get("backup-time"), now),
                             "size": s.get("size"),
                             "verification": (s.get("verification") or {}).get("state"),
                             "protected": bool(s.get("protected")),
@@ -308,7 +277,7 @@ def snapshots(ctx: ToolContext[SnapshotsParams]) -> dict[str, Any]:
         "snapshots": total,
         "_summary": f"{len(groups)} backup groups, {total} snapshots"
         + (
-            f"; {groups[0]['group']} newest {_days(groups[0]['newest_age_seconds'])} old"
+            f"; {groups[0]['group']} newest {human_duration(groups[0]['newest_age_seconds'])} old"
             if len(groups) == 1
             else ""
         ),
@@ -318,10 +287,10 @@ def snapshots(ctx: ToolContext[SnapshotsParams]) -> dict[str, Any]:
 @TOOLSET.read(
     "last_backups",
     "The newest backup of every guest (ct/vm groups) and which are older than max_age.",
-    DurationParam,
+    MaxAgeParams,
     needs_resource=False,
 )
-def last_backups(ctx: ToolContext[DurationParam]) -> dict[str, Any]:
+def last_backups(ctx: ToolContext[MaxAgeParams]) -> dict[str, Any]:
     client = client_for(ctx)
     stores, kind, ident = scope(ctx)
     now = time.time()
@@ -344,7 +313,7 @@ def last_backups(ctx: ToolContext[DurationParam]) -> dict[str, Any]:
                 }
     rows = sorted(newest.values(), key=lambda r: r["group"])
     for row in rows:
-        row["age_seconds"] = _age(row["last_backup"], now)
+        row["age_seconds"] = seconds_since(row["last_backup"], now)
         row["stale"] = row["age_seconds"] is None or row["age_seconds"] > ctx.params.max_age_seconds
     stale = [r["group"] for r in rows if r["stale"]]
     data: dict[str, Any] = {
@@ -358,7 +327,9 @@ def last_backups(ctx: ToolContext[DurationParam]) -> dict[str, Any]:
         if not rows:
             raise ToolFailure(ToolErrorKind.NOT_FOUND, f"no backups of {kind}/{ident}")
         data.update({k: rows[0][k] for k in ("last_backup", "age_seconds", "stale", "count")})
-        data["_summary"] = f"{kind}/{ident}: newest backup {_days(rows[0]['age_seconds'])} old"
+        data["_summary"] = (
+            f"{kind}/{ident}: newest backup {human_duration(rows[0]['age_seconds'])} old"
+        )
     return data
 
 

@@ -1,8 +1,9 @@
-"""Sizes as people write them (``512m``, ``2GiB``) and as they read them (``512 MiB``)."""
+"""Sizes and durations as people write them (``512m``, ``5m``) and read them (``512 MiB``, ``2h05m``)."""
 
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from typing import Annotated
 
@@ -22,17 +23,45 @@ def parse_size(value: int | str) -> int:
     return int(number * 1024 ** "bkmgt".index(unit or "b"))
 
 
-def human_size(value: int | float | None) -> str:
-    """``256 MiB``; zero or negative means no limit."""
-    if not value or value <= 0:
-        return "unlimited"
-    size = float(value)
+def human_bytes(value: int | float | None) -> str:
+    """``12.5 MiB``; ``0 B`` for zero: an amount (used, free, retained), never a limit."""
+    size = float(value or 0)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            text = f"{size:.1f}".removesuffix(".0")
-            return f"{text} {unit}"
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.1f}".removesuffix(".0") + f" {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def human_size(value: int | float | None) -> str:
+    """``256 MiB`` for a limit; zero or negative means no limit (Docker's and Proxmox's convention)."""
+    if not value or value <= 0:
+        return "unlimited"
+    return human_bytes(value)
+
+
+def human_duration(seconds: float | None) -> str:
+    """``3d4h``, ``2h05m``, ``4m10s``; ``never`` for None (an age that has no start)."""
+    if seconds is None:
+        return "never"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def seconds_since(epoch: float | str | None, now: float | None = None) -> int | None:
+    """Whole seconds from a Unix time until ``now`` (default: the clock); None without one."""
+    if not epoch:
+        return None
+    return max(int((now or time.time()) - float(epoch)), 0)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)

@@ -6,7 +6,14 @@ import pytest
 
 from core.expectations import check, check_all, lookup, stable_values
 from core.models import Expectation, VerificationSpec
-from core.units import human_size, parse_duration, parse_size
+from core.units import (
+    human_bytes,
+    human_duration,
+    human_size,
+    parse_duration,
+    parse_size,
+    seconds_since,
+)
 
 DATA = {
     "state": {"running": True, "health": "none", "exit_code": 0},
@@ -66,6 +73,13 @@ def test_units() -> None:
     assert parse_size("2g") == 2 * 1024**3
     assert parse_size("256MiB") == 256 * 1024**2
     assert human_size(16 * 1024**2) == "16 MiB" and human_size(0) == "unlimited"
+    # amounts are not limits: nothing used is "0 B", not "unlimited"
+    assert human_bytes(0) == "0 B" and human_bytes(1536) == "1.5 KiB"
+    assert human_duration(None) == "never" and human_duration(42) == "42s"
+    assert human_duration(3 * 86400 + 4 * 3600 + 59) == "3d4h"
+    assert human_duration(2 * 3600 + 5 * 60) == "2h05m"
+    assert seconds_since(None) is None and seconds_since(100.0, now=160.5) == 60
+    assert seconds_since("200", now=100.0) == 0  # a clock behind the server never goes negative
     assert parse_duration("5m") == timedelta(minutes=5)
     assert parse_duration("1h30m") == timedelta(minutes=90)
     assert parse_duration("250ms") == timedelta(milliseconds=250)

@@ -1,0 +1,272 @@
+"""systemd units inside containers, through ``pct exec`` over SSH on the guest's node."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.catalog import ToolContext, ToolFailure
+from activities.proxmox.client import (
+    TOOLSET,
+    Guest,
+    api_for,
+    cluster_summary,
+    find_guest,
+    target_of,
+)
+from core.models import Reversibility, RiskLevel, ToolErrorKind
+
+# --- services inside containers (pct exec over SSH) --------------------------------------------
+
+
+class ServiceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,200}$",
+        description="systemd unit (nginx or nginx.service)",
+    )
+
+    @property
+    def unit(self) -> str:
+        known = (".service", ".socket", ".timer", ".target", ".path", ".mount")
+        return self.service if self.service.endswith(known) else f"{self.service}.service"
+
+
+class RestartServiceParams(ServiceParams):
+    wait: int = Field(default=30, ge=1, le=600, description="seconds to wait for it to be active")
+
+
+SHOW_PROPERTIES = (
+    "Id,LoadState,ActiveState,SubState,MainPID,ExecMainStartTimestampMonotonic,NRestarts,Result"
+)
+
+
+@dataclass
+class SshRun:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+def _ssh_plan(ctx: ToolContext[Any], node: str) -> tuple[str, Path]:
+    """The node's SSH address and the known_hosts file that must vouch for its key."""
+    target = target_of(ctx)
+    if target.ssh is None:
+        raise ToolFailure(
+            ToolErrorKind.UNSUPPORTED,
+            f"proxmox target {target.name} has no `ssh` settings (key_file, known_hosts): "
+            "commands inside containers need SSH to the node",
+        )
+    ssh = target.ssh
+    known_hosts = ssh.known_hosts or Path.home() / ".ssh" / "known_hosts"
+    if not known_hosts.is_file():
+        raise ToolFailure(
+            ToolErrorKind.FAILED,
+            f"no known_hosts file at {known_hosts}: the node's host key must be trusted "
+            "(set ssh.known_hosts)",
+        )
+    if node in ssh.nodes:
+        return ssh.nodes[node], known_hosts
+    cluster = cluster_summary(api_for(ctx).get("cluster/status") or [])
+    if cluster["nodes_total"] > 1:
+        ip = next((n["ip"] for n in cluster["nodes"] if n["name"] == node and n["ip"]), None)
+        if ip:
+            return str(ip), known_hosts
+    if ssh.host:
+        return ssh.host, known_hosts
+    host = target.host
+    return (host.rsplit(":", 1)[0] if host.count(":") == 1 else host), known_hosts
+
+
+async def ssh_run(ctx: ToolContext[Any], node: str, command: list[str], limit: float) -> SshRun:
+    """Run one command on a node over SSH (host key verified against known_hosts)."""
+    import asyncssh
+
+    host, known_hosts = await asyncio.to_thread(_ssh_plan, ctx, node)
+    ssh = target_of(ctx).ssh
+    assert ssh is not None
+    line = shlex.join(command)
+    try:
+        async with asyncssh.connect(
+            host,
+            port=ssh.port,
+            username=ssh.user,
+            client_keys=[str(ssh.key_file)],
+            known_hosts=str(known_hosts),
+            agent_path=None,
+            config=[],
+            connect_timeout=ssh.timeout,
+        ) as conn:
+            result = await asyncio.wait_for(conn.run(line, check=False), limit)
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise ToolFailure(
+            ToolErrorKind.FAILED,
+            f"host key of {host}:{ssh.port} is not in {known_hosts}: {exc.reason}",
+        ) from exc
+    except asyncssh.PermissionDenied as exc:
+        raise ToolFailure(
+            ToolErrorKind.UNAUTHORIZED,
+            f"SSH to {ssh.user}@{host}:{ssh.port} refused the key {ssh.key_file}",
+        ) from exc
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        raise ToolFailure(
+            ToolErrorKind.UNREACHABLE,
+            f"SSH to {host}:{ssh.port} failed: {type(exc).__name__}: {exc}",
+        ) from exc
+    return SshRun(
+        exit_status=int(result.exit_status if result.exit_status is not None else 255),
+        stdout=str(result.stdout or ""),
+        stderr=str(result.stderr or ""),
+    )
+
+
+async def pct_exec(
+    ctx: ToolContext[Any], guest: Guest, command: list[str], limit: float = 60
+) -> SshRun:
+    return await ssh_run(ctx, guest.node, ["pct", "exec", str(guest.vmid), "--", *command], limit)
+
+
+def parse_show(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+async def running_container(ctx: ToolContext[Any]) -> Guest:
+    guest = await asyncio.to_thread(find_guest, ctx)
+    if guest.type != "lxc":
+        raise ToolFailure(
+            ToolErrorKind.UNSUPPORTED,
+            f"{guest.label} is a VM: services run inside containers only (pct exec)",
+        )
+    if guest.status != "running":
+        raise ToolFailure(
+            ToolErrorKind.CONFLICT, f"{guest.label} is {guest.status}: start it first"
+        )
+    return guest
+
+
+async def service_state(ctx: ToolContext[Any], guest: Guest, unit: str) -> dict[str, Any]:
+    run = await pct_exec(ctx, guest, ["systemctl", "show", f"--property={SHOW_PROPERTIES}", unit])
+    if run.exit_status != 0:
+        raise ToolFailure(
+            ToolErrorKind.FAILED,
+            f"pct exec {guest.vmid} -- systemctl show {unit} exited {run.exit_status}: "
+            f"{(run.stderr or run.stdout).strip()[-500:]}",
+        )
+    props = parse_show(run.stdout)
+    if props.get("LoadState") == "not-found":
+        raise ToolFailure(ToolErrorKind.NOT_FOUND, f"no unit {unit} in {guest.label}")
+    pid = props.get("MainPID", "0")
+    return {
+        "unit": unit,
+        "vmid": guest.vmid,
+        "node": guest.node,
+        "load_state": props.get("LoadState"),
+        "active_state": props.get("ActiveState"),
+        "sub_state": props.get("SubState"),
+        "active": props.get("ActiveState") == "active",
+        "main_pid": int(pid) if pid.isdigit() else 0,
+        "started_monotonic": props.get("ExecMainStartTimestampMonotonic"),
+        "restarts": int(props["NRestarts"]) if props.get("NRestarts", "").isdigit() else None,
+        "result": props.get("Result"),
+    }
+
+
+@TOOLSET.read(
+    "service_status",
+    "A systemd unit's state inside a running container (pct exec over SSH to its node).",
+    ServiceParams,
+)
+async def service_status(ctx: ToolContext[ServiceParams]) -> dict[str, Any]:
+    guest = await running_container(ctx)
+    data = await service_state(ctx, guest, ctx.params.unit)
+    data["_summary"] = (
+        f"{ctx.params.unit} in {guest.label}: {data['active_state']} ({data['sub_state']})"
+    )
+    return data
+
+
+async def capture_service(ctx: ToolContext[RestartServiceParams]) -> dict[str, Any]:
+    guest = await running_container(ctx)
+    return await service_state(ctx, guest, ctx.params.unit) | {"name": guest.name}
+
+
+async def journal_tail(ctx: ToolContext[Any], guest: Guest, unit: str) -> list[str]:
+    try:
+        run = await pct_exec(
+            ctx, guest, ["journalctl", "-u", unit, "-n", "10", "--no-pager", "-o", "cat"], 20
+        )
+    except ToolFailure:
+        return []
+    return run.stdout.strip().splitlines()[-10:] if run.exit_status == 0 else []
+
+
+@TOOLSET.write(
+    "restart_service",
+    "Restart a systemd service inside a container (pct exec over SSH to the node) and report "
+    "its state before and after.",
+    RestartServiceParams,
+    level=RiskLevel.SOFT,
+    reversibility=Reversibility.STATELESS,
+    capture=capture_service,
+    preview=lambda ctx, b: (
+        f"restart {b['unit']} in CT {b['vmid']}"
+        + (f" ({b['name']})" if b.get("name") else "")
+        + f" on node {b['node']} via pct exec (now {b['active_state']}/{b['sub_state']}, "
+        f"pid {b['main_pid'] or '-'}; wait up to {ctx.params.wait}s for active)"
+    ),
+    timeout=timedelta(minutes=12),
+)
+async def restart_service(ctx: ToolContext[RestartServiceParams]) -> dict[str, Any]:
+    guest = await running_container(ctx)
+    unit = ctx.params.unit
+    before = ctx.before or await service_state(ctx, guest, unit)
+    now = await service_state(ctx, guest, unit)
+    already = (
+        now["active"]
+        and before.get("started_monotonic")
+        and now["started_monotonic"] != before["started_monotonic"]
+    )
+    run: SshRun | None = None
+    if not already:
+        run = await pct_exec(ctx, guest, ["systemctl", "restart", unit], ctx.params.wait + 30)
+    deadline = time.monotonic() + ctx.params.wait
+    after = await service_state(ctx, guest, unit)
+    while after["active_state"] in ("activating", "deactivating", "reloading") and (
+        time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.5)
+        after = await service_state(ctx, guest, unit)
+    state_before = {k: before.get(k) for k in ("active_state", "sub_state", "main_pid")}
+    state_after = {k: after[k] for k in ("active_state", "sub_state", "main_pid")}
+    if not after["active"] or (run is not None and run.exit_status != 0):
+        journal = await journal_tail(ctx, guest, unit)
+        why = (run.stderr or run.stdout).strip()[-300:] if run and run.exit_status else ""
+        raise ToolFailure(
+            ToolErrorKind.FAILED,
+            f"restart of {unit} in {guest.label} did not leave it active: before {state_before}, "
+            f"after {state_after}"
+            + (f"; systemctl: {why}" if why else "")
+            + (f"; journal: {' | '.join(journal)}" if journal else ""),
+        )
+    return {
+        "unit": unit,
+        "before": state_before,
+        "after": state_after,
+        "active": True,
+        "main_pid": after["main_pid"],
+        "_summary": f"{unit} in {guest.label}: {state_before['active_state']} (pid "
+        f"{state_before['main_pid'] or '-'}) → {after['active_state']} (pid {after['main_pid']})"
+        + (" (already restarted by this change)" if already else ""),
+    }
