@@ -238,7 +238,19 @@ class LLMSettings(Section):
     cache_ttl: Duration = timedelta(hours=1)
     monthly_budget_usd: float = Field(default=1.0, ge=0)
     evidence_budget_chars: int = Field(default=6000, ge=500)
+    deadline: Duration = Field(
+        default=timedelta(minutes=2),
+        description="the whole LLM chain (every provider, retry and repair); once it has passed, "
+        "the runbook planner plans",
+    )
     selection: LLMSelection = Field(default_factory=LLMSelection)
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
 
     @model_validator(mode="after")
     def _provider_names(self) -> LLMSettings:

@@ -24,6 +24,7 @@ LLM_REJECTED = "LLMRejected"  # a 4xx other than 429: the request itself is refu
 LLM_CONFIG = "LLMConfig"  # missing key, provider list changed under a running incident
 LLM_BUDGET = "LLMBudgetExhausted"
 LLM_ERROR = "LLMError"
+LLM_DEADLINE = "LLMDeadline"  # the chain's deadline passed before this provider was asked
 NON_RETRYABLE = [LLM_REJECTED, LLM_CONFIG, LLM_BUDGET]
 
 
@@ -49,6 +50,9 @@ class LLMRoute(Model):
         default_factory=list, description="the tools offered (checked again by the workflow)"
     )
     max_actions: int = 0
+    deadline: timedelta | None = Field(
+        default=None, description="how long the whole chain may take (None: histories before it)"
+    )
     spent_usd: float = 0.0
     budget_usd: float = 0.0
 

@@ -3,9 +3,11 @@
 Deterministic: ``llm.route`` (an activity) fixes the providers and their order in history; each
 provider is asked through its own ``llm.plan`` activity (the Web UI names the provider), retried
 under that provider's policy; when it gives up, fails non-retryably, or answers an invalid plan
-twice (one repair round with the validator's errors), the next provider is asked. The runbook
-planner always ends the chain, so an incident is planned with no LLM, a broken one, or none left
-in the month's budget. Every attempt is recorded on the plan.
+twice (one repair round with the validator's errors), the next provider is asked. The route's
+``deadline`` bounds the whole chain: each call's schedule-to-close is what is left of it (so no
+provider's retries or Retry-After waits outlast it), and once it has passed the remaining providers
+are skipped. The runbook planner always ends the chain, so an incident is planned with no LLM, a
+broken or slow one, or none left in the month's budget. Every attempt is recorded on the plan.
 
 Defence in depth: even a plan the activity validated is checked again here against the route
 (offered tools, the incident's target, the runbook's action limit) before the gate can see it.
@@ -13,7 +15,7 @@ Defence in depth: even a plan the activity validated is checked again here again
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
@@ -25,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from core.models import Plan, PlannerAttempt, PlanRequest
     from core.planning import (
         LLM_BUDGET,
+        LLM_DEADLINE,
         NON_RETRYABLE,
         LLMPlanOutcome,
         LLMPlanRequest,
@@ -39,8 +42,11 @@ ACTIVITY_MARGIN = timedelta(seconds=30)
 ROUNDS: tuple[Literal["plan", "repair"], ...] = ("plan", "repair")
 
 
-def llm_options(provider: ProviderRoute) -> dict[str, Any]:
+def llm_options(provider: ProviderRoute, left: timedelta | None = None) -> dict[str, Any]:
+    """The provider's own retry policy, cut off at what is left of the chain's deadline."""
+    bound = {} if left is None else {"schedule_to_close_timeout": left}
     return {
+        **bound,
         "start_to_close_timeout": provider.timeout + ACTIVITY_MARGIN,
         "retry_policy": RetryPolicy(
             initial_interval=provider.backoff,
@@ -83,6 +89,32 @@ class PlannerChain:
         self.request = request
         self.attempts: list[PlannerAttempt] = []
         self.notes: list[str] = []
+        self.deadline: datetime | None = None
+
+    def _left(self) -> timedelta | None:
+        """What is left of the chain's deadline (None: no deadline in this history)."""
+        return None if self.deadline is None else self.deadline - workflow.now()
+
+    def _out_of_time(self, providers: list[ProviderRoute], route: LLMRoute) -> bool:
+        left = self._left()
+        if left is None or left > timedelta(0):
+            return False
+        assert route.deadline is not None
+        for provider in providers:
+            self.attempts.append(
+                PlannerAttempt(
+                    provider=provider.name,
+                    model=provider.model,
+                    outcome="skipped",
+                    error_type=LLM_DEADLINE,
+                    reason=f"the LLM deadline of {route.deadline.total_seconds():g}s had passed",
+                )
+            )
+        self.notes.append(
+            f"LLM deadline of {route.deadline.total_seconds():g}s passed: "
+            + (f"{len(providers)} provider(s) not asked" if providers else "no repair round")
+        )
+        return True
 
     async def run(self) -> Plan:
         route = await workflow.execute_activity(
@@ -101,7 +133,11 @@ class PlannerChain:
             self.notes.append(route.reason)
         elif route.configured:
             self.notes.append(f"LLM chain: {route.reason}")
-        for provider in route.providers:
+        if route.deadline is not None:
+            self.deadline = workflow.now() + route.deadline
+        for position, provider in enumerate(route.providers):
+            if self._out_of_time(route.providers[position:], route):
+                break
             plan = await self._ask(provider, route)
             if plan is not None:
                 return self._finish(plan)
@@ -127,6 +163,8 @@ class PlannerChain:
     async def _ask(self, provider: ProviderRoute, route: LLMRoute) -> Plan | None:
         repair: LLMRepair | None = None
         for round_ in ROUNDS:
+            if round_ == "repair" and self._out_of_time([], route):
+                return None
             started = workflow.now()
             label = f"LLM {provider.name} ({provider.model})" + (
                 " repair" if round_ == "repair" else ""
@@ -145,7 +183,7 @@ class PlannerChain:
                     LLMPlanRequest(provider=provider, request=self.request, repair=repair),
                     result_type=LLMPlanOutcome,
                     summary=label,
-                    **llm_options(provider),
+                    **llm_options(provider, self._left()),
                 )
             except ActivityError as err:
                 attempt.error_type, attempt.reason = _failure(err)

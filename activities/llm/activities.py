@@ -154,6 +154,7 @@ class LLMActivities:
             reason=why,
             allowed_tools=offered,
             max_actions=triage.runbook.max_actions,
+            deadline=llm.deadline,
             spent_usd=spent,
             budget_usd=budget,
         )

@@ -368,6 +368,69 @@ async def test_every_provider_failing_falls_back_to_the_runbook_plan(
     assert kinds.index("plan.runbook") > max(i for i, k in enumerate(kinds) if k == "llm.plan")
 
 
+async def test_the_deadline_cuts_a_providers_retries_short_and_the_next_one_plans(
+    ts_env: WorkflowEnvironment, settings_factory: Any, llm: FakeLLM
+) -> None:
+    """A provider that keeps asking to come back later cannot retry past the chain's deadline."""
+    settings = settings_with(
+        settings_factory,
+        [
+            provider(llm.route("busy", "rate_limit", retry_after=45), "busy", max_attempts=5),
+            provider(llm.route("good", plan=START_PLAN), "good"),
+        ],
+        deadline="60s",
+    )
+    docker = FakeDocker(running=False)
+    async with running(ts_env, settings, docker):
+        state, _ = await run_incident(ts_env, settings, alert())
+
+    # busy's third try would come at 90 s, past the deadline: it is given up at 45 s, not retried
+    assert llm.order() == ["busy", "busy", "good"]
+    plan = state.plan
+    assert plan is not None and plan.source == "llm:good"
+    assert [(a.provider, a.outcome, a.error_type) for a in plan.attempts] == [
+        ("busy", "failed", "LLMRateLimited"),
+        ("good", "ok", ""),
+    ]
+    assert "(timeout)" in plan.attempts[0].reason
+    assert state.outcome is Outcome.RESOLVED
+
+
+async def test_past_the_deadline_the_runbook_planner_plans(
+    ts_env: WorkflowEnvironment, settings_factory: Any, llm: FakeLLM
+) -> None:
+    """A hanging provider is cut off at the deadline and the providers after it are skipped."""
+    settings = settings_with(
+        settings_factory,
+        [
+            provider(llm.route("slow", "hang", hang_seconds=5), "slow", timeout="3s"),
+            provider(llm.route("good", plan=START_PLAN), "good"),
+        ],
+        deadline="500ms",
+    )
+    docker = FakeDocker(running=False)
+    async with running(ts_env, settings, docker):
+        state, handle = await run_incident(ts_env, settings, alert())
+
+    assert llm.order() == ["slow"]
+    plan = state.plan
+    assert plan is not None and plan.source == "runbook:docker-container-exited"
+    assert [(a.provider, a.outcome, a.error_type) for a in plan.attempts] == [
+        ("slow", "failed", "ActivityTimeout"),
+        ("good", "skipped", "LLMDeadline"),
+    ]
+    slow = plan.attempts[0]
+    assert slow.started_at and slow.finished_at and "timed out" in slow.reason
+    assert slow.finished_at - slow.started_at < timedelta(seconds=3)  # not its own 3 s timeout
+    assert any("LLM deadline of 0.5s passed: 1 provider(s) not asked" in n for n in plan.notes)
+    assert [w.tool for w in docker.writes] == ["docker.start"]
+    assert state.outcome is Outcome.RESOLVED
+    replay = await Replayer(
+        workflows=WORKFLOWS, data_converter=pydantic_data_converter
+    ).replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)
+    assert replay.replay_failure is None
+
+
 async def test_month_budget_reached_skips_to_the_runbook_and_says_why(
     ts_env: WorkflowEnvironment, settings_factory: Any, llm: FakeLLM
 ) -> None:
