@@ -472,6 +472,36 @@ async def test_offline_node_and_unknown_guest(tools: Tools, lab: Lab) -> None:
     assert missing.error is not None and missing.error.kind is ToolErrorKind.NOT_FOUND
 
 
+async def test_two_node_cluster_finds_guests_by_vmid_and_acts_on_their_node(
+    tools: Tools, lab: Lab
+) -> None:
+    lab.pve.add_node("pve2", memory_total=8 * GIB, base_used=2 * GIB)
+    lab.pve.add_storage("pve2", "local-lvm", "lvmthin", "images,rootdir", 200 * GIB, 10 * GIB)
+    lab.pve.add_guest(300, "lxc", "pve2", "cache", status="stopped")
+    cluster = await tools.run("proxmox.cluster_status")
+    assert cluster.ok and cluster.data["nodes_online"] == 2 and cluster.data["quorate"] is True
+    status = await tools.run("proxmox.guest_status", "lxc/300")
+    assert status.ok and status.data["node"] == "pve2" and status.data["status"] == "stopped"
+
+    _, started = await tools.apply("proxmox.start", "lxc/300")
+    assert started.ok and lab.pve.guests[300].status == "running"
+    assert lab.pve.count(method="POST", path_re=r"nodes/pve2/lxc/300/status/start") == 1
+    assert lab.pve.count(method="POST", path_re=r"nodes/" + NODE + "/") == 0
+    assert lab.pve.count(method="GET", path_re=r"nodes/pve2/tasks/UPID:pve2:") >= 1
+
+    # one node down: guests on the other stay reachable, its own are unreachable (not "missing")
+    lab.pve.nodes[NODE].online = False
+    assert (await tools.run("proxmox.guest_status", "lxc/300")).ok
+    down = await tools.runner.run(tools.call("proxmox.guest_status", "lxc/200"))
+    assert down.error is not None and down.error.kind is ToolErrorKind.UNREACHABLE
+    lab.pve.nodes[NODE].online = True
+
+    # a migrated guest is looked up again where it lives now, not where it was
+    lab.pve.guests[300].node = NODE
+    moved = await tools.run("proxmox.guest_status", "lxc/300")
+    assert moved.ok and moved.data["node"] == NODE
+
+
 # --- services over SSH -------------------------------------------------------------------------
 
 
