@@ -40,13 +40,13 @@ from activities.planner import runbook_plan
 from activities.runbooks import load_runbooks, match
 from activities.store import Store
 from activities.tools import ToolRunner
+from bench.report import write
 from core.config import Settings
 from core.models import Alert, AlertStatus, Evidence, PlanRequest, ToolCall, Triage
 from core.planning import LLMPlanRequest, LLMRepair
 from tests.fakes.openai_compat import fake_llm
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_USD = 0.002
 MODEL = "openai/gpt-4o-mini"
 
@@ -316,9 +316,7 @@ async def main() -> dict[str, Any]:
 
 if __name__ == "__main__":
     report = asyncio.run(main())
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"llm_cost-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(report, indent=2))
+    out = write("llm_cost", report)
     print(json.dumps({k: v for k, v in report.items() if k != "scenarios"}, indent=2))
     print(f"written to {out}")
     sys.stdout.flush()

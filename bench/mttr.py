@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import summary, write
 from core.config import Settings
 from core.models import ChangeResult, IncidentState, Outcome
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
@@ -44,16 +44,6 @@ from workflows import search_attributes
 from workflows.incident import IncidentWorkflow
 
 CRASH_ONCE = "if [ -f /tmp/crashed ]; then exec sleep 100000; fi; touch /tmp/crashed; exit 3"
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def payload(name: str, fingerprint: str) -> dict[str, Any]:
@@ -173,14 +163,8 @@ async def main(n: int) -> dict[str, Any]:
         await env.shutdown()
         engine.stop()
 
-    def stats(key: str) -> dict[str, float]:
-        values = [r[key] for r in runs]
-        return {
-            "p50": round(percentile(values, 50), 3),
-            "p95": round(percentile(values, 95), 3),
-            "p99": round(percentile(values, 99), 3),
-            "mean": round(statistics.mean(values), 3),
-        }
+    def stats(key: str) -> dict[str, float | None]:
+        return summary([r[key] for r in runs], (50, 95, 99))
 
     return {
         "benchmark": "mttr-container-exited",
@@ -201,8 +185,6 @@ if __name__ == "__main__":
     parser.add_argument("-n", type=int, default=20)
     args = parser.parse_args()
     report = asyncio.run(main(args.n))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"mttr-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(report, indent=2))
+    out = write("mttr", report)
     print(json.dumps(report, indent=2))
     print(f"written to {out}")

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
 import threading
@@ -39,6 +38,7 @@ from temporalio.testing import WorkflowEnvironment
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activities.tools import ToolRunner
+from bench.report import summary, write
 from core.config import Settings
 from core.models import ChangeResult, IncidentState, Outcome, TargetRef, ToolCall
 from workers.lab.postgres import Postgres
@@ -50,24 +50,6 @@ from workflows import search_attributes
 from workflows.incident import IncidentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": round(percentile(values, 50), 3),
-        "p95": round(percentile(values, 95), 3),
-        "mean": round(statistics.mean(values), 3),
-    }
 
 
 def prepare_server(server: Postgres) -> None:
@@ -203,7 +185,7 @@ async def tool_latency(runner: ToolRunner, db: str, n: int) -> dict[str, dict[st
             result = await runner.run(ToolCall(tool=tool, target=ref, params=params))
             times.append((time.perf_counter() - t0) * 1000)
             assert result.ok, result.error
-        out[tool] = stats(times)
+        out[tool] = summary(times)
     return out
 
 
@@ -278,7 +260,7 @@ async def main(n: int) -> dict[str, Any]:
     def block(kind: str) -> dict[str, Any]:
         rs = runs[kind]
         return {
-            key: stats([r[k] for r in rs])
+            key: summary([r[k] for r in rs])
             for key, k in (
                 ("time_to_restore_s", "restore"),
                 ("time_to_verified_s", "verified"),
@@ -303,8 +285,6 @@ if __name__ == "__main__":
     parser.add_argument("-n", type=int, default=10)
     args = parser.parse_args()
     report = asyncio.run(main(args.n))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"postgres-mttr-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(report, indent=2))
+    out = write("postgres-mttr", report)
     print(json.dumps(report, indent=2))
     print(f"written to {out}")

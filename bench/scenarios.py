@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +25,14 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activities.store import Store
+from bench.report import summary, write
 from core.config import load_settings
 from workers.demo import bring_up
 from workers.lab.lab import Lab, LabState
 from workers.lab.scenarios import LabHands, ScenarioResult, load_scenarios, run_scenario
 from workers.temporal_client import connect
 
-RESULTS = Path(__file__).resolve().parent / "results"
 APPROVAL_TIMEOUT = "20s"
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 3)
 
 
 async def run_all(state: LabState, names: list[str] | None, ci_only: bool) -> list[ScenarioResult]:
@@ -100,22 +89,10 @@ def summarize(results: list[ScenarioResult]) -> dict[str, Any]:
             r.approval_asked for r in results if not r.approval_required
         ),
         "unintended_actions": sum(len(r.unintended) for r in results),
-        "time_to_restore_from_alert_start_s": {
-            "p50": percentile(restore_start, 50),
-            "p95": percentile(restore_start, 95),
-        },
-        "time_to_restore_from_intake_s": {
-            "p50": percentile(restore_intake, 50),
-            "p95": percentile(restore_intake, 95),
-        },
-        "time_to_verified_from_alert_start_s": {
-            "p50": percentile(verified_start, 50),
-            "p95": percentile(verified_start, 95),
-        },
-        "time_to_verified_from_intake_s": {
-            "p50": percentile(verified_intake, 50),
-            "p95": percentile(verified_intake, 95),
-        },
+        "time_to_restore_from_alert_start_s": summary(restore_start, mean=False),
+        "time_to_restore_from_intake_s": summary(restore_intake, mean=False),
+        "time_to_verified_from_alert_start_s": summary(verified_start, mean=False),
+        "time_to_verified_from_intake_s": summary(verified_intake, mean=False),
         "mean_scenario_seconds": round(statistics.mean(r.seconds for r in results), 1)
         if results
         else None,
@@ -134,8 +111,8 @@ def main() -> int:
         results = asyncio.run(run_all(state, args.only, args.ci))
     finally:
         Lab(root).down()
-    summary = summarize(results)
-    summary["total_seconds"] = round(time.monotonic() - started, 1)
+    figures = summarize(results)
+    figures["total_seconds"] = round(time.monotonic() - started, 1)
     table = Table(
         "scenario",
         "expected",
@@ -161,12 +138,8 @@ def main() -> int:
         )
     console = Console(width=200)
     console.print(table)
-    console.print_json(data=summary)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"scenarios-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(
-        json.dumps({"summary": summary, "results": [r.model_dump() for r in results]}, indent=2)
-    )
+    console.print_json(data=figures)
+    out = write("scenarios", {"summary": figures, "results": [r.model_dump() for r in results]})
     print(f"written to {out}")
     return 0 if all(r.passed for r in results) else 1
 
