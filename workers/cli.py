@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -501,6 +502,38 @@ def tools_list(as_json: bool = JsonOpt, service: str = typer.Option(None)) -> No
         )
     out.print(table)
     out.print(f"{len(specs)} tools ({sum(s.is_write for s in specs)} write)")
+
+
+@tools_app.command("docs")
+def tools_docs(
+    output: Path = typer.Option(Path("docs"), "--output", "-o", help="Folder to write into."),
+    check: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 if the files differ from the catalog."
+    ),
+) -> None:
+    """Write the tool and runbook reference (tools.md, runbooks.md) from the catalog."""
+    from activities.catalog import default_catalog
+    from activities.runbooks import load_runbooks
+    from workers.reference import runbooks_markdown, tools_markdown
+
+    catalog = default_catalog()
+    pages = {
+        "tools.md": tools_markdown(catalog),
+        "runbooks.md": runbooks_markdown(load_runbooks(catalog, state.settings.runbook_dirs)),
+    }
+    stale = [n for n, text in pages.items() if _read(output / n) != text]
+    if check:
+        for name in stale:
+            err.print(f"{output / name} is out of date: run `homelab-agents tools docs`")
+        raise typer.Exit(1 if stale else 0)
+    output.mkdir(parents=True, exist_ok=True)
+    for name, text in pages.items():
+        (output / name).write_text(text)
+    out.print(f"wrote {', '.join(str(output / n) for n in pages)} ({len(stale)} changed)")
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
 
 
 def main() -> None:
