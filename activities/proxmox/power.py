@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import NoParams, ToolContext, ToolFailure
-from activities.proxmox.client import TOOLSET, api_for, find_guest, wait_task
+from activities.proxmox.client import TOOLSET, Guest, api_for, find_guest, target_of, wait_task
 from activities.proxmox.safety import (
     SnapshotMode,
     after_state,
@@ -25,6 +26,35 @@ from core.units import human_duration
 
 # --- write tools: power ------------------------------------------------------------------------
 
+HA_TASKS = ("hastart", "hastop")
+
+
+def await_ha(ctx: ToolContext[Any], guest: Guest, info: dict[str, Any], running: bool) -> None:
+    """An HA-managed guest's start/stop task only asks the HA stack (``ha-manager set``) and ends
+    at once; the node's LRM acts later. Wait for the guest itself, up to the task timeout, so the
+    result (and the verification after it) sees what HA did, not the request."""
+    if info.get("type") not in HA_TASKS:
+        return
+    want = "running" if running else "stopped"
+    limit = target_of(ctx).task_timeout.total_seconds()
+    started = time.monotonic()
+    delay = 0.25
+    while True:
+        state = guest_state(ctx, guest)
+        if state["running"] == running:
+            info["ha_seconds"] = round(time.monotonic() - started, 2)
+            return
+        if time.monotonic() - started > limit:
+            ha = state.get("ha_state") or "unknown"
+            raise ToolFailure(
+                ToolErrorKind.FAILED,
+                f"HA accepted the request ({info['type']} {info.get('exitstatus')}) but "
+                f"{guest.label} is still {state['status']}, not {want}, after {limit:.0f}s "
+                f"(HA state {ha}): check `ha-manager status` and the node's pve-ha-lrm",
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
 
 def capture_power(ctx: ToolContext[Any]) -> dict[str, Any]:
     guest = find_guest(ctx)
@@ -35,7 +65,7 @@ def capture_power(ctx: ToolContext[Any]) -> dict[str, Any]:
 
 @TOOLSET.write(
     "start",
-    "Start a stopped guest and wait for its start task.",
+    "Start a stopped guest and wait until it runs (HA-managed: until the HA stack started it).",
     level=RiskLevel.SOFT,
     reversibility=Reversibility.COMPENSATED,
     capture=capture_power,
@@ -53,7 +83,9 @@ def start(ctx: ToolContext[NoParams]) -> dict[str, Any]:
         return after_state(ctx, guest, f"{guest.label} already running", {})
     upid = api_for(ctx).post(f"{guest.path}/status/start")
     info = wait_task(ctx, guest.node, upid, f"start of {guest.label}")
-    return after_state(ctx, guest, f"started {guest.label} on {guest.node}", info)
+    await_ha(ctx, guest, info, running=True)
+    how = " through HA" if info.get("type") in HA_TASKS else ""
+    return after_state(ctx, guest, f"started {guest.label} on {guest.node}{how}", info)
 
 
 class ShutdownParams(BaseModel):
@@ -64,7 +96,8 @@ class ShutdownParams(BaseModel):
 
 @TOOLSET.write(
     "shutdown",
-    "Shut a guest down cleanly (hard stop after the timeout if force_stop).",
+    "Shut a guest down cleanly (hard stop after the timeout if force_stop); HA-managed guests "
+    "through the HA stack.",
     ShutdownParams,
     level=RiskLevel.HARD,
     reversibility=Reversibility.COMPENSATED,
@@ -89,7 +122,9 @@ def shutdown(ctx: ToolContext[ShutdownParams]) -> dict[str, Any]:
         forceStop=int(ctx.params.force_stop),
     )
     info = wait_task(ctx, guest.node, upid, f"shutdown of {guest.label}")
-    return after_state(ctx, guest, f"shut down {guest.label}", info)
+    await_ha(ctx, guest, info, running=False)
+    how = " through HA" if info.get("type") in HA_TASKS else ""
+    return after_state(ctx, guest, f"shut down {guest.label}{how}", info)
 
 
 class RebootParams(BaseModel):

@@ -41,6 +41,7 @@ def guest_state(ctx: ToolContext[Any], guest: Guest) -> dict[str, Any]:
         "uptime": runtime["uptime"],
         "lock": runtime["lock"],
         "ha_managed": runtime["ha"]["managed"],
+        "ha_state": runtime["ha"]["state"],
     }
 
 

@@ -154,12 +154,16 @@ class FakePVE:
         cluster: str = "lab",
         task_delay: float = 0.2,
         state_dir: Path | None = None,
+        ha_delay: float = 1.0,
     ) -> None:
         self.certs = certs
         self.tokens = dict(tokens)
         self.readonly_tokens: set[str] = set()
         self.cluster = cluster
         self.task_delay = task_delay
+        self.ha_delay = ha_delay
+        # (due, effect): what the HA stack (CRM/LRM) does some time after a hastart/hastop task
+        self.ha_transitions: list[tuple[float, Callable[[], str | None]]] = []
         self.state_dir = state_dir
         self.lock = threading.RLock()
         self.nodes: dict[str, Node] = {}
@@ -479,6 +483,11 @@ class FakePVE:
         if guest.lock:
             raise ApiError(500, f"{guest.kind} is locked ({guest.lock})")
 
+    def _ha_status(self, sid: str) -> dict[str, Any]:
+        if sid not in self.ha_resources:
+            return {"managed": 0}
+        return {"managed": 1, "state": self.ha_resources[sid].get("state", "started")}
+
     def _task(
         self,
         guest: Guest | None,
@@ -520,6 +529,10 @@ class FakePVE:
 
     def _advance(self) -> None:
         now = time.monotonic()
+        due = [t for t in self.ha_transitions if now >= t[0]]
+        self.ha_transitions = [t for t in self.ha_transitions if now < t[0]]
+        for _, effect in due:
+            effect()
         for task in self.tasks.values():
             if not task.done and now >= task.finish_at:
                 try:
@@ -911,9 +924,7 @@ class FakePVE:
             "netout": 65432,
             "diskread": 0,
             "diskwrite": 0,
-            "ha": {
-                "managed": int(f"{'ct' if kind == 'lxc' else 'vm'}:{g.vmid}" in self.ha_resources)
-            },
+            "ha": self._ha_status(f"{'ct' if kind == 'lxc' else 'vm'}:{g.vmid}"),
         }
         if g.status == "running":
             row["pid"] = g.pid
@@ -1018,7 +1029,29 @@ class FakePVE:
             return start()
 
         effect = {"start": start, "shutdown": stop, "stop": stop, "reboot": reboot}[op]
+        sid = f"{'ct' if kind == 'lxc' else 'vm'}:{g.vmid}"
+        if sid in self.ha_resources and op in ("start", "shutdown", "stop"):
+            # pve-container/qemu-server: an HA-managed guest's start or stop only asks the HA
+            # stack (`ha-manager set <sid> --state ...` in a hastart/hastop task, which ends at
+            # once); the LRM acts later.
+            return self._task(
+                g, node, "hastart" if op == "start" else "hastop", self._ha_request(sid, op, effect)
+            )
         return self._task(g, node, f"{prefix}{op}", effect)
+
+    def _ha_request(
+        self, sid: str, op: str, effect: Callable[[], str | None]
+    ) -> Callable[[], str | None]:
+        def request() -> str | None:
+            resource = self.ha_resources[sid]
+            if resource.get("state") == "error":
+                return f"service '{sid}' in error state, must be disabled and fixed first"
+            resource["state"] = "started" if op == "start" else "stopped"
+            if not resource.get("stuck"):  # stuck: the HA stack never acts (LRM down)
+                self.ha_transitions.append((time.monotonic() + self.ha_delay, effect))
+            return None
+
+        return request
 
     def _snapshot_list(self, node: str, kind: str, vmid: str) -> list[dict[str, Any]]:
         g = self._guest(node, kind, vmid)

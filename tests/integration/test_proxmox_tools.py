@@ -502,6 +502,45 @@ async def test_two_node_cluster_finds_guests_by_vmid_and_acts_on_their_node(
     assert moved.ok and moved.data["node"] == NODE
 
 
+async def test_ha_managed_start_and_shutdown_wait_for_the_ha_stack(tools: Tools, lab: Lab) -> None:
+    """PVE turns start/stop of an HA-managed guest into a hastart/hastop task that only asks the
+    HA stack and ends at once; the tool waits for the guest itself, then reports."""
+    lab.pve.ha_delay = 1.0
+    lab.pve.ha_resources["ct:203"] = {"sid": "ct:203", "type": "ct", "state": "stopped"}
+    _, started = await tools.apply("proxmox.start", "lxc/203")
+    assert started.ok, started.error
+    assert started.data["task"]["type"] == "hastart" and started.data["running"] is True
+    assert started.data["task"]["ha_seconds"] >= 0.5  # it waited for the LRM, not just the task
+    assert "through HA" in started.summary
+    assert lab.pve.ha_resources["ct:203"]["state"] == "started"
+    assert lab.pve.guests[203].status == "running"
+
+    prepared, stopped = await tools.apply("proxmox.shutdown", "lxc/203")
+    assert stopped.ok, stopped.error
+    assert stopped.data["task"]["type"] == "hastop" and stopped.data["running"] is False
+    assert lab.pve.guests[203].status == "stopped"
+    assert lab.pve.count(method="POST", path_re=r"lxc/203/status/start") == 1  # no second try
+
+
+async def test_ha_request_that_never_happens_or_is_refused_fails_clearly(lab: Lab) -> None:
+    tools = Tools(lab, proxmox=[lab.proxmox_target(task_timeout="2s")])
+    try:
+        lab.pve.ha_resources["ct:203"] = {"sid": "ct:203", "state": "stopped", "stuck": True}
+        _, result = await tools.apply("proxmox.start", "lxc/203")
+        assert result.error is not None and result.error.kind is ToolErrorKind.FAILED
+        message = result.error.message
+        assert "still stopped, not running" in message and "HA state started" in message
+        assert "ha-manager status" in message
+        assert lab.pve.guests[203].status == "stopped"
+
+        lab.pve.ha_resources["ct:203"] = {"sid": "ct:203", "state": "error"}
+        _, refused = await tools.apply("proxmox.start", "lxc/203")
+        assert refused.error is not None
+        assert "in error state, must be disabled and fixed first" in refused.error.message
+    finally:
+        tools.clients.close()
+
+
 # --- services over SSH -------------------------------------------------------------------------
 
 
