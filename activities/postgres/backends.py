@@ -30,8 +30,6 @@ from activities.postgres.lookup import checked_name, session_brief, session_reco
 from activities.postgres.server import PidParams
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 
-# --- cancel / terminate ------------------------------------------------------------------------------
-
 
 class SignalParams(PidParams):
     xact_start: str | None = Field(

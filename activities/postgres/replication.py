@@ -140,7 +140,7 @@ async def replication(ctx: ToolContext[SlotFilter]) -> dict[str, Any]:
     return data
 
 
-# --- replication -------------------------------------------------------------------------------------
+# --- slot and replay writes ---------------------------------------------------------------------
 
 
 class SlotParams(BaseModel):

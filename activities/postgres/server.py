@@ -25,8 +25,6 @@ from activities.postgres.tables import TABLE_SIZES_SQL, SizeParams
 from core.models import ToolErrorKind
 from core.units import human_bytes
 
-# --- read tools ----------------------------------------------------------------------------------
-
 
 @TOOLSET.read(
     "health",

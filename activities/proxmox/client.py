@@ -257,6 +257,9 @@ def wait_task(ctx: ToolContext[Any], node: str, upid: str | None, what: str) -> 
     raise ToolFailure(kind, f"{what} failed: task {upid} ended with {exitstatus!r}{detail}")
 
 
+# --- cluster ---------------------------------------------------------------------------------
+
+
 def cluster_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     cluster = next((r for r in rows if r.get("type") == "cluster"), None)
     nodes = [

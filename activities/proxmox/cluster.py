@@ -21,8 +21,6 @@ from activities.proxmox.client import (
 from core.models import ToolErrorKind
 from core.units import human_bytes, human_duration, seconds_since
 
-# --- read tools --------------------------------------------------------------------------------
-
 
 @TOOLSET.read(
     "cluster_status",

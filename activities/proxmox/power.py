@@ -24,8 +24,6 @@ from activities.proxmox.safety import (
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 from core.units import human_duration
 
-# --- write tools: power ------------------------------------------------------------------------
-
 HA_TASKS = ("hastart", "hastop")
 
 

@@ -25,8 +25,6 @@ from activities.proxmox.client import (
 from activities.proxmox.guest_info import guest_runtime, list_snapshots
 from core.models import ToolErrorKind
 
-# --- write helpers -----------------------------------------------------------------------------
-
 
 def guest_state(ctx: ToolContext[Any], guest: Guest) -> dict[str, Any]:
     runtime = guest_runtime(ctx, guest)

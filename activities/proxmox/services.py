@@ -23,8 +23,6 @@ from activities.proxmox.client import (
 )
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 
-# --- services inside containers (pct exec over SSH) --------------------------------------------
-
 
 class ServiceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")

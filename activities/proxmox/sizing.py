@@ -30,8 +30,6 @@ from activities.proxmox.safety import (
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 from core.units import human_bytes, parse_size
 
-# --- write tools: resources --------------------------------------------------------------------
-
 
 def _size_param(value: Any) -> Any:
     if value is None or isinstance(value, bool):

@@ -21,8 +21,6 @@ from activities.proxmox.sizing import current_resources
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 from core.units import human_duration
 
-# --- write tools: snapshots --------------------------------------------------------------------
-
 
 class SnapshotCreateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
