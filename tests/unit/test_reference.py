@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -43,15 +44,17 @@ def test_every_tool_and_runbook_is_in_the_reference() -> None:
 
 def test_parameters_show_types_defaults_required_and_escape_pipes() -> None:
     class Params(BaseModel):
-        size: str = Field(description="new size (12G) | growth (+2G)")
+        size: str = Field(description="new size (12G) | growth (+2G) of <disk>")
         keep: int = 3
         mode: str | None = None
+        kind: Literal["lxc", "qemu"] = "lxc"
 
     text = parameters(Params.model_json_schema())
     assert text.split("<br>") == [
-        "`size` (string, required): new size (12G) \\| growth (+2G)",
+        "`size` (string, required): new size (12G) \\| growth (+2G) of &lt;disk&gt;",
         "`keep` (integer, default `3`)",
         "`mode` (string, default `None`)",
+        "`kind` (`lxc` \\| `qemu`, default `'lxc'`)",
     ]
 
 
