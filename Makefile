@@ -45,6 +45,8 @@ demo-stop: venv
 
 bench: system-deps venv
 	$(PY) bench/mttr.py
+	$(PY) bench/footprint.py
+	$(PY) bench/postgres_mttr.py
 	$(PY) bench/scenarios.py
 
 clean:
