@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import tempfile
@@ -27,20 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.agents import running_agents
 from bench.report import summary, write
-from core.config import Settings
 from core.models import ChangeResult, IncidentState, Outcome
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
-from workers.lab.processes import free_port
-from workers.routing import AlertRouter
-from workers.stack import _serve_intake
-from workers.worker import build_components, build_worker
-from workflows import search_attributes
 from workflows.incident import IncidentWorkflow
 
 CRASH_ONCE = "if [ -f /tmp/crashed ]; then exec sleep 100000; fi; touch /tmp/crashed; exit 3"
@@ -101,66 +93,34 @@ async def one_incident(
 async def main(n: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="hl-bench-"))
     engine = DockerEngine(root / "docker").start()
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(Path(sys.prefix) / "bin" / "temporal"),
-        search_attributes=search_attributes.ALL,
-    )
-    settings = Settings(
-        temporal={
-            "address": env.client.service_client.config.target_host,
-            "state_dir": str(root / "state"),
-            "task_queue": "bench",
-        },
-        store={"url": f"sqlite:///{root / 'store.db'}"},
-        intake={"port": free_port()},
-        docker=[{"name": "lab", "url": engine.url}],
-        worker={"metrics_port": 0},
-    )
-    parts = build_components(settings)
-    worker = build_worker(env.client, parts)
-    tasks = [
-        asyncio.create_task(worker.run()),
-        asyncio.create_task(_serve_intake(settings, AlertRouter(env.client, "bench"), parts.store)),
-    ]
-    url = f"http://127.0.0.1:{settings.intake.port}/alerts/alertmanager"
     docker = engine.client()
     runs: list[dict[str, Any]] = []
     try:
-        async with httpx.AsyncClient(trust_env=False, timeout=60) as http:
-            for _ in range(100):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (
-                        await http.get(url.replace("/alerts/alertmanager", "/healthz"))
-                    ).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            await one_incident(http, url, env.client, docker)  # warm-up, not counted
+        async with (
+            running_agents(root, "bench", docker=[{"name": "lab", "url": engine.url}]) as agents,
+            httpx.AsyncClient(trust_env=False, timeout=60) as http,
+        ):
+            await one_incident(http, agents.url, agents.client, docker)  # warm-up, not counted
             for i in range(n):
-                runs.append(await one_incident(http, url, env.client, docker))
+                runs.append(await one_incident(http, agents.url, agents.client, docker))
                 print(
                     f"  {i + 1:>3}/{n} restore {runs[-1]['restore']:.2f}s verified {runs[-1]['verified']:.2f}s",
                     flush=True,
                 )
-        for run in runs:
-            changes = [
-                c
-                for c in parts.store.list_changes(run["workflow_id"])
-                if c.result is ChangeResult.APPLIED
-            ]
-            action = sum(
-                ((c.finished_at or c.at) - (c.started_at or c.at)).total_seconds() for c in changes
-            )
-            run["action"] = action
-            run["orchestration_restore"] = run["restore"] - action
+            for run in runs:
+                changes = [
+                    c
+                    for c in agents.parts.store.list_changes(run["workflow_id"])
+                    if c.result is ChangeResult.APPLIED
+                ]
+                action = sum(
+                    ((c.finished_at or c.at) - (c.started_at or c.at)).total_seconds()
+                    for c in changes
+                )
+                run["action"] = action
+                run["orchestration_restore"] = run["restore"] - action
     finally:
-        await worker.shutdown()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        parts.close()
         docker.close()
-        await env.shutdown()
         engine.stop()
 
     def stats(key: str) -> dict[str, float | None]:

@@ -32,21 +32,15 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activities.tools import ToolRunner
+from bench.agents import running_agents
 from bench.report import summary, write
-from core.config import Settings
 from core.models import ChangeResult, IncidentState, Outcome, TargetRef, ToolCall
 from workers.lab.postgres import Postgres
 from workers.lab.processes import free_port
-from workers.routing import AlertRouter
-from workers.stack import _serve_intake
-from workers.worker import build_components, build_worker
-from workflows import search_attributes
 from workflows.incident import IncidentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,68 +187,44 @@ async def main(n: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="hl-bench-pg-"))
     server = Postgres(root / "pg", free_port()).start()
     prepare_server(server)
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(Path(sys.prefix) / "bin" / "temporal"),
-        search_attributes=search_attributes.ALL,
-    )
-    settings = Settings(
-        temporal={
-            "address": env.client.service_client.config.target_host,
-            "state_dir": str(root / "state"),
-            "task_queue": "bench-pg",
-        },
-        store={"url": f"sqlite:///{root / 'store.db'}"},
-        intake={"port": free_port()},
-        docker=[],
-        postgres=[
-            {
-                "name": "lab",
-                "dsn": server.dsn("postgres", user="homelab_monitor"),
-                "maintenance_dsn": server.dsn("postgres", user="homelab_maint"),
-                "instances": ["pg:9187"],
-            }
-        ],
-        approval={"max_writes_per_target_per_hour": 1000},
-        worker={"metrics_port": 0},
-    )
-    parts = build_components(settings)
-    worker = build_worker(env.client, parts)
-    tasks = [
-        asyncio.create_task(worker.run()),
-        asyncio.create_task(
-            _serve_intake(settings, AlertRouter(env.client, "bench-pg"), parts.store)
-        ),
+    postgres = [
+        {
+            "name": "lab",
+            "dsn": server.dsn("postgres", user="homelab_monitor"),
+            "maintenance_dsn": server.dsn("postgres", user="homelab_maint"),
+            "instances": ["pg:9187"],
+        }
     ]
-    url = f"http://127.0.0.1:{settings.intake.port}/alerts/alertmanager"
     runs: dict[str, list[dict[str, Any]]] = {"lock": [], "bloat": []}
     try:
-        async with httpx.AsyncClient(trust_env=False, timeout=120) as http:
-            for _ in range(100):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(url.replace("/alerts/alertmanager", "/healthz"))).is_success:
-                        break
-                await asyncio.sleep(0.05)
+        async with (
+            running_agents(
+                root,
+                "bench-pg",
+                docker=[],
+                postgres=postgres,
+                approval={"max_writes_per_target_per_hour": 1000},
+            ) as agents,
+            httpx.AsyncClient(trust_env=False, timeout=120) as http,
+        ):
+            store = agents.parts.store
             for kind in runs:
-                await one(kind, http, url, env.client, server, parts.store)  # warm-up
+                await one(kind, http, agents.url, agents.client, server, store)  # warm-up
                 for i in range(n):
-                    runs[kind].append(await one(kind, http, url, env.client, server, parts.store))
+                    runs[kind].append(
+                        await one(kind, http, agents.url, agents.client, server, store)
+                    )
                     r = runs[kind][-1]
                     print(
                         f"  {kind:>5} {i + 1:>3}/{n} restore {r['restore']:.2f}s "
                         f"verified {r['verified']:.2f}s",
                         flush=True,
                     )
-        db = new_db(server, "tools")
-        bloat_scene(server, db)
-        tools = await tool_latency(ToolRunner(parts.catalog, parts.clients), db, 30)
+            db = new_db(server, "tools")
+            bloat_scene(server, db)
+            parts = agents.parts
+            tools = await tool_latency(ToolRunner(parts.catalog, parts.clients), db, 30)
     finally:
-        await worker.shutdown()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await parts.aclose()
-        await env.shutdown()
         server.stop()
 
     def block(kind: str) -> dict[str, Any]:
