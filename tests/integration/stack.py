@@ -54,6 +54,16 @@ class Stack:
                 headers={"content-type": "application/json", **(headers or {})},
             )
 
+    async def crash_and_alert(self, name: str) -> tuple[Any, str]:
+        """A container that exits once (code 3), then its ContainerKilled webhook posted:
+        (the container, the incident's workflow id)."""
+        container = run_container(self.docker(), name, CRASH_ONCE)
+        wait_exited(container)
+        alert = am_alert("ContainerKilled", name)
+        response = await self.post(alertmanager_payload(alert))
+        assert response.status_code == 202, response.text
+        return container, f"incident-{alert['fingerprint']}"
+
     def handle(self, workflow_id: str) -> WorkflowHandle[Any, IncidentState]:
         return self.client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id)
 

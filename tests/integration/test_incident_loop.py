@@ -159,12 +159,7 @@ async def test_critical_container_waits_for_cli_style_approval(
     async with running_stack(
         dev_env, docker_engine, tmp_path, approval={"critical": ["docker:*/postgres*"]}
     ) as stack:
-        docker = stack.docker()
-        container = run_container(docker, name, CRASH_ONCE)
-        wait_exited(container)
-        alert = am_alert("ContainerKilled", name)
-        await stack.post(alertmanager_payload(alert))
-        wid = f"incident-{alert['fingerprint']}"
+        container, wid = await stack.crash_and_alert(name)
         pending = await stack.wait_state(wid, lambda s: s.pending_approval is not None)
         assert (
             pending.pending_approval is not None and pending.pending_approval.level.value == "HARD"

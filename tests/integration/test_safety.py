@@ -107,12 +107,7 @@ async def test_kill_switch_holds_an_approved_write_until_resume(
     async with running_stack(
         dev_env, docker_engine, tmp_path, approval={"critical": ["docker:*/postgres*"]}
     ) as stack:
-        docker = stack.docker()
-        container = run_container(docker, name, CRASH_ONCE)
-        wait_exited(container)
-        alert = am_alert("ContainerKilled", name)
-        await stack.post(alertmanager_payload(alert))
-        wid = f"incident-{alert['fingerprint']}"
+        container, wid = await stack.crash_and_alert(name)
         await stack.wait_state(wid, lambda s: s.pending_approval is not None)
         told = await set_paused(stack.client, stack.store, True, "cli:alice", "maintenance window")
         assert told >= 1
@@ -177,12 +172,7 @@ async def test_reset_rerun_asks_for_approval_again(
     async with running_stack(
         dev_env, docker_engine, tmp_path, approval={"critical": ["docker:*/postgres*"]}
     ) as stack:
-        docker = stack.docker()
-        container = run_container(docker, name, CRASH_ONCE)
-        wait_exited(container)
-        alert = am_alert("ContainerKilled", name)
-        await stack.post(alertmanager_payload(alert))
-        wid = f"incident-{alert['fingerprint']}"
+        container, wid = await stack.crash_and_alert(name)
         await stack.wait_state(wid, lambda s: s.pending_approval is not None)
         await stack.handle(wid).signal(IncidentWorkflow.approve, ApprovalSignal(approver="alice"))
         assert (await stack.result(wid)).outcome is Outcome.RESOLVED
