@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.fakes.tls import Certs
+from tests.fakes.tls import Certs, serve_https
 
 
 class PbsError(Exception):
@@ -115,24 +115,7 @@ class FakePBS:
         return int(self._server.server_address[1])
 
     def start(self) -> FakePBS:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def do_GET(self) -> None:
-                fake._serve(self)
-
-            do_POST = do_PUT = do_DELETE = do_GET
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.socket = self.certs.server_context().wrap_socket(server.socket, server_side=True)
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = serve_https(self.certs, self._serve)
         return self
 
     def stop(self) -> None:

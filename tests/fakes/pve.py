@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.fakes.tls import Certs
+from tests.fakes.tls import Certs, serve_https
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -177,7 +177,6 @@ class FakePVE:
         self.requests: list[tuple[str, str, int]] = []
         self._pid = 4000
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- setup helpers -------------------------------------------------------------------------
 
@@ -279,25 +278,7 @@ class FakePVE:
         return "127.0.0.1"
 
     def start(self) -> FakePVE:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def _handle(self) -> None:
-                fake._serve(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.socket = self.certs.server_context().wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve_https(self.certs, self._serve)
         return self
 
     def stop(self) -> None:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -104,3 +108,27 @@ def make_certs(directory: Path, host: str = "127.0.0.1") -> Certs:
         )
     )
     return certs
+
+
+def serve_https(
+    certs: Certs, handle: Callable[[BaseHTTPRequestHandler], None]
+) -> ThreadingHTTPServer:
+    """A threaded HTTPS server on a free loopback port sending every request to ``handle`` (the
+    Proxmox fakes' one way to listen); stop it with ``server.shutdown(); server.server_close()``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _any(self) -> None:
+            handle(self)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = certs.server_context().wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
