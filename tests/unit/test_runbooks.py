@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from activities.catalog import default_catalog
 from activities.planner import ParamError, resolve_param, runbook_plan
 from activities.runbooks import RunbookError, load_runbooks, match
-from core.models import Alert, AlertStatus, Evidence, PlanRequest, TargetRef, Triage
+from core.models import Alert, AlertStatus, Evidence, Plan, PlanRequest, TargetRef, Triage
 
 CATALOG = default_catalog()
 
@@ -101,39 +102,25 @@ def test_oom_plan_raises_memory_then_starts() -> None:
         approval_timeout=300,
         approvers=[],
     )
+
+    def plan_for(inspect: dict[str, Any]) -> Plan:
+        evidence = Evidence(
+            key="inspect", tool="docker.inspect", target=str(target), ok=True, data=inspect
+        )
+        request = PlanRequest(
+            incident_id="i", alert=alert("ContainerOOMKilled"), triage=triage, evidence=[evidence]
+        )
+        return runbook_plan(request, CATALOG)
+
     inspect = {"state": {"running": False, "oom_killed": True}, "memory_limit": 64 * 1024**2}
-    plan = runbook_plan(
-        PlanRequest(
-            incident_id="i",
-            alert=alert("ContainerOOMKilled"),
-            triage=triage,
-            evidence=[
-                Evidence(
-                    key="inspect", tool="docker.inspect", target=str(target), ok=True, data=inspect
-                )
-            ],
-        ),
-        CATALOG,
-    )
+    plan = plan_for(inspect)
     assert [(a.tool, a.params) for a in plan.actions] == [
         ("docker.update_resources", {"memory": 128 * 1024**2}),
         ("docker.start", {}),
     ]
     inspect["state"]["running"] = True  # type: ignore[index]
     inspect["memory_limit"] = 4 * 1024**3
-    plan = runbook_plan(
-        PlanRequest(
-            incident_id="i",
-            alert=alert("ContainerOOMKilled"),
-            triage=triage,
-            evidence=[
-                Evidence(
-                    key="inspect", tool="docker.inspect", target=str(target), ok=True, data=inspect
-                )
-            ],
-        ),
-        CATALOG,
-    )
+    plan = plan_for(inspect)
     assert plan.actions == [] and any("no remediation applies" in n for n in plan.notes)
 
 
