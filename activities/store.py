@@ -703,12 +703,25 @@ class Store:
             )
             return bool(result.rowcount)
 
-    def telegram_mark_edited(self, message_key: str) -> None:
+    def telegram_claim_edit(self, message_key: str) -> bool:
+        """Take the one edit of a decided approval message; False if another process has it (the
+        bot and the notifier both finish a message, and Telegram refuses an identical re-edit)."""
+        with self._tx() as conn:
+            result = conn.execute(
+                telegram_messages.update()
+                .where(telegram_messages.c.message_key == message_key)
+                .where(telegram_messages.c.edited.is_(False))
+                .values(edited=True)
+            )
+            return bool(result.rowcount)
+
+    def telegram_release_edit(self, message_key: str) -> None:
+        """Give the edit back after it failed, so a retry (or the other process) can make it."""
         with self._tx() as conn:
             conn.execute(
                 telegram_messages.update()
                 .where(telegram_messages.c.message_key == message_key)
-                .values(edited=True)
+                .values(edited=False)
             )
 
     def telegram_refusal(

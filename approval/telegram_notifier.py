@@ -70,7 +70,9 @@ class TelegramStore(Protocol):
 
     def telegram_close_message(self, message_key: str, verdict: str, decided_by: str) -> bool: ...
 
-    def telegram_mark_edited(self, message_key: str) -> None: ...
+    def telegram_claim_edit(self, message_key: str) -> bool: ...
+
+    def telegram_release_edit(self, message_key: str) -> None: ...
 
     def telegram_refusal(
         self,
@@ -192,8 +194,8 @@ async def finish_approval_message(
     row = await asyncio.to_thread(store.telegram_message, message_key)
     if row is None or row["message_id"] is None:
         return False
-    if row["edited"]:
-        return True
+    if not await asyncio.to_thread(store.telegram_claim_edit, message_key):
+        return True  # edited already, or being edited by the other process
     req = ApprovalRequest.model_validate(row["payload"]["request"])
     text = approval_text(req, row["payload"].get("ui_url", ""), row["verdict"], row["decided_by"])
     try:
@@ -208,11 +210,15 @@ async def finish_approval_message(
             ),
         )
     except BadRequest as exc:
-        if not not_modified(exc):
-            if "not found" not in str(exc).lower():
-                raise DeliveryError(f"editMessageText: {exc}") from None
-            log.warning("approval message %s is gone: %s", row["message_id"], exc)
-    await asyncio.to_thread(store.telegram_mark_edited, message_key)
+        if not_modified(exc):
+            return True
+        if "not found" not in str(exc).lower():
+            await asyncio.to_thread(store.telegram_release_edit, message_key)
+            raise DeliveryError(f"editMessageText: {exc}") from None
+        log.warning("approval message %s is gone: %s", row["message_id"], exc)
+    except BaseException:
+        await asyncio.to_thread(store.telegram_release_edit, message_key)
+        raise
     return True
 
 

@@ -22,14 +22,11 @@ from temporalio.testing import WorkflowEnvironment
 from core.models import ApprovalDecision, ApprovalVerdict, ChangeResult, Outcome, Phase
 from tests.fakes.telegram import TOKEN, FakeTelegram, user
 from tests.integration.stack import (
-    CRASH_ONCE,
     Stack,
     alertmanager_payload,
     am_alert,
-    run_container,
     running_stack,
     target_host,
-    wait_exited,
 )
 from workers.lab.dockerd import DockerEngine
 from workers.lab.processes import free_port
@@ -132,13 +129,7 @@ async def command(fake: FakeTelegram, who: dict[str, Any], text: str, chat: int 
 
 
 async def critical_incident(stack: Stack, prefix: str = "crit") -> tuple[Any, str]:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    container = run_container(stack.docker(), name, CRASH_ONCE)
-    wait_exited(container)
-    alert = am_alert("ContainerKilled", name)
-    response = await stack.post(alertmanager_payload(alert))
-    assert response.status_code == 202, response.text
-    return container, f"incident-{alert['fingerprint']}"
+    return await stack.crash_and_alert(f"{prefix}-{uuid.uuid4().hex[:6]}")
 
 
 def no_api_errors(fake: FakeTelegram) -> None:

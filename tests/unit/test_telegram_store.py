@@ -53,8 +53,11 @@ def exercise_telegram(store: Store) -> None:
         "Alice (telegram:1)",
     )
     assert store.telegram_open_messages("incident-a") == []
-    store.telegram_mark_edited("ap:1")
+    assert store.telegram_claim_edit("ap:1") is True
+    assert store.telegram_claim_edit("ap:1") is False  # one edit per message, whoever comes first
     assert store.telegram_message("ap:1")["edited"] is True  # type: ignore[index]
+    store.telegram_release_edit("ap:1")  # the edit failed: the next caller may make it
+    assert store.telegram_claim_edit("ap:1") is True
 
     store.telegram_refusal(
         kind="callback",
