@@ -316,10 +316,3 @@ class Catalog:
 
     def for_service(self, service: str) -> list[ToolSpec]:
         return [s for s in self if s.service == service]
-
-
-def default_catalog() -> Catalog:
-    """The catalog of every built-in toolset."""
-    from activities import docker, pbs, postgres, proxmox
-
-    return Catalog([docker.TOOLSET, proxmox.TOOLSET, pbs.TOOLSET, postgres.TOOLSET])

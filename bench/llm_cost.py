@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.catalog import TargetClients, default_catalog
+from activities.catalog import TargetClients
 from activities.incident import resolve_target
 from activities.llm import LLMActivities
 from activities.llm.prompt import data_blocks
@@ -40,6 +40,7 @@ from activities.planner import runbook_plan
 from activities.runbooks import load_runbooks, match
 from activities.store import Store
 from activities.tools import ToolRunner
+from activities.toolsets import default_catalog
 from bench.report import write
 from core.config import Settings
 from core.models import Alert, AlertStatus, Evidence, PlanRequest, ToolCall, Triage

@@ -172,7 +172,7 @@ def bot() -> None:
 @app.command()
 def doctor(as_json: bool = JsonOpt) -> None:
     """Check Temporal, the store, the runbooks and every configured target."""
-    from activities.catalog import default_catalog
+    from activities.toolsets import default_catalog
     from workers.doctor import run_doctor
 
     findings = run(run_doctor(state.settings, default_catalog()))
@@ -445,8 +445,9 @@ def policy_explain(
     recent_writes: int = typer.Option(None, help="Assume this many writes in the last hour."),
 ) -> None:
     """The level ACTION on TARGET (service:target/resource) gets, and why."""
-    from activities.catalog import ToolFailure, default_catalog
+    from activities.catalog import ToolFailure
     from activities.store import Store
+    from activities.toolsets import default_catalog
     from approval.policy import decide
     from core.models import PolicyRequest, TargetRef
 
@@ -483,7 +484,7 @@ def policy_explain(
 @tools_app.command("list")
 def tools_list(as_json: bool = JsonOpt, service: str = typer.Option(None)) -> None:
     """Every tool: service, read/write, default level, reversibility."""
-    from activities.catalog import default_catalog
+    from activities.toolsets import default_catalog
 
     specs = [s for s in default_catalog() if not service or s.service == service]
     if as_json:
@@ -512,8 +513,8 @@ def tools_docs(
     ),
 ) -> None:
     """Write the tool and runbook reference (tools.md, runbooks.md) from the catalog."""
-    from activities.catalog import default_catalog
     from activities.runbooks import load_runbooks
+    from activities.toolsets import default_catalog
     from workers.reference import runbooks_markdown, tools_markdown
 
     catalog = default_catalog()

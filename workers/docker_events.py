@@ -23,7 +23,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException, NotFound
 
-from activities.docker import make_client
+from activities.toolsets.docker import make_client
 from core.config import DockerTarget, Settings
 from core.metrics import WATCHER_CONNECTED, WATCHER_EVENTS
 from core.models import Alert, AlertStatus

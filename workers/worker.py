@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.catalog import Catalog, TargetClients, default_catalog
+from activities.catalog import Catalog, TargetClients
 from activities.incident import IncidentActivities
 from activities.llm import LLMActivities
 from activities.locks import LockActivities
@@ -20,6 +20,7 @@ from activities.records import RecordActivities
 from activities.runbooks import load_runbooks
 from activities.store import Store
 from activities.tools import ToolActivities, ToolRunner
+from activities.toolsets import default_catalog
 from approval.gate import PolicyActivities
 from core.config import Settings
 from workflows.incident import IncidentWorkflow

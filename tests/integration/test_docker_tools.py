@@ -14,8 +14,9 @@ from typing import Any
 import docker as docker_sdk
 import pytest
 
-from activities.catalog import TargetClients, default_catalog
+from activities.catalog import TargetClients
 from activities.tools import ToolRunner
+from activities.toolsets import default_catalog
 from core.config import Settings
 from core.models import Reversibility, TargetRef, ToolCall, ToolErrorKind, ToolResult
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine

@@ -13,8 +13,9 @@ import psycopg
 import pytest
 import pytest_asyncio
 
-from activities.catalog import TargetClients, default_catalog
+from activities.catalog import TargetClients
 from activities.tools import ToolRunner
+from activities.toolsets import default_catalog
 from core.config import Settings
 from core.models import Reversibility, TargetRef, ToolCall, ToolErrorKind, ToolResult
 from tests.conftest import PgCluster

@@ -15,9 +15,10 @@ import pytest
 import pytest_asyncio
 from psycopg import sql
 
-from activities import postgres as pg_tools
-from activities.catalog import TargetClients, default_catalog
+from activities.catalog import TargetClients
 from activities.tools import ToolRunner
+from activities.toolsets import default_catalog
+from activities.toolsets import postgres as pg_tools
 from core.config import PostgresTarget, Settings
 from core.models import (
     PreparedWrite,

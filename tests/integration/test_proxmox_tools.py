@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from activities import pbs as pbs_tools
-from activities import proxmox
-from activities.catalog import TargetClients, default_catalog
+from activities.catalog import TargetClients
 from activities.tools import ToolRunner
+from activities.toolsets import default_catalog, proxmox
+from activities.toolsets import pbs as pbs_tools
 from core.config import Settings
 from core.models import PreparedWrite, Reversibility, TargetRef, ToolCall, ToolErrorKind, ToolResult
 from tests.fakes import pct

@@ -13,8 +13,8 @@ import yaml
 from prometheus_client import REGISTRY
 
 import core.metrics  # noqa: F401 - registers the metrics
-from activities.catalog import default_catalog
 from activities.runbooks import load_runbooks
+from activities.toolsets import default_catalog
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 WATCHER_ALERTS = {"ContainerKilled", "ContainerOOMKilled", "ContainerUnhealthy"}

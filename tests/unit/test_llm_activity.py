@@ -19,9 +19,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.catalog import default_catalog
 from activities.llm import LLMActivities
 from activities.store import Store
+from activities.toolsets import default_catalog
 from core.config import Settings
 from core.metrics import LLM_COST, LLM_REQUESTS, LLM_TOKENS
 from core.planning import (

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from activities.catalog import default_catalog
 from activities.llm.activities import select_order
 from activities.llm.prompt import (
     BLOCK_CLOSE,
@@ -20,6 +19,7 @@ from activities.llm.prompt import (
 )
 from activities.llm.validate import parse_answer, validate_draft
 from activities.runbooks import load_runbooks
+from activities.toolsets import default_catalog
 from core.config import Settings
 from core.models import (
     Alert,

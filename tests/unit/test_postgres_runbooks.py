@@ -14,11 +14,12 @@ import pytest
 import yaml
 from temporalio.testing import ActivityEnvironment
 
-from activities.catalog import TargetClients, default_catalog
+from activities.catalog import TargetClients
 from activities.incident import IncidentActivities
 from activities.planner import runbook_plan
 from activities.runbooks import RunbookError, load_runbooks, match
 from activities.tools import ToolRunner
+from activities.toolsets import default_catalog
 from core.config import Settings
 from core.models import Alert, AlertStatus, Evidence, PlanRequest, Runbook, TargetRef, Triage
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from proxmoxer.core import ResourceException
 
-from activities import pbs, proxmox
-from activities.catalog import ToolFailure, default_catalog
+from activities.catalog import ToolFailure
 from activities.incident import resolve_target
 from activities.planner import runbook_plan
 from activities.runbooks import load_runbooks, match
+from activities.toolsets import default_catalog, pbs, proxmox
 from core.config import ConfigError, Settings, load_settings
 from core.models import (
     Alert,

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from activities.catalog import default_catalog
 from activities.runbooks import load_runbooks
+from activities.toolsets import default_catalog
 from core.models import Condition, Expectation
 from tests.unit.test_cli import cli
 from workers.reference import expectation, parameters, runbooks_markdown, tools_markdown

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from activities.catalog import default_catalog
 from activities.planner import ParamError, resolve_param, runbook_plan
 from activities.runbooks import RunbookError, load_runbooks, match
+from activities.toolsets import default_catalog
 from core.models import Alert, AlertStatus, Evidence, Plan, PlanRequest, TargetRef, Triage
 
 CATALOG = default_catalog()

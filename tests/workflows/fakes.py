@@ -11,7 +11,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.catalog import default_catalog
+from activities.toolsets import default_catalog
 from core.models import (
     PreparedWrite,
     Reversibility,

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import NoParams, ToolContext, ToolFailure
-from activities.proxmox.client import (
+from activities.toolsets.proxmox.client import (
     TOOLSET,
     api_for,
     cluster_summary,

@@ -12,7 +12,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.postgres.client import (
+from activities.toolsets.postgres.client import (
     TOOLSET,
     client_for,
     database_for,
@@ -20,8 +20,8 @@ from activities.postgres.client import (
     plain_rows,
     translate,
 )
-from activities.postgres.lookup import Relation, TableParams, checked_name, resolve
-from activities.postgres.tables import table_stats
+from activities.toolsets.postgres.lookup import Relation, TableParams, checked_name, resolve
+from activities.toolsets.postgres.tables import table_stats
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 from core.units import human_bytes
 

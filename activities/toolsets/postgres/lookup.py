@@ -13,7 +13,13 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.postgres.client import APPLICATION_NAME, client_for, plain, query_text, round_secs
+from activities.toolsets.postgres.client import (
+    APPLICATION_NAME,
+    client_for,
+    plain,
+    query_text,
+    round_secs,
+)
 from core.models import ToolErrorKind
 
 # --- names ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ non-client backends, nor homelab-agents' own sessions, and record every session 
 """
 
 # Importing the modules registers their tools on TOOLSET, in this order.
-from activities.postgres import backends, maintenance, replication, server, tables
-from activities.postgres.client import TOOLSET, probe
+from activities.toolsets.postgres import backends, maintenance, replication, server, tables
+from activities.toolsets.postgres.client import TOOLSET, probe
 
 __all__ = ["TOOLSET", "backends", "maintenance", "probe", "replication", "server", "tables"]

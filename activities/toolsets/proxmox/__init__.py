@@ -12,8 +12,16 @@ before and after.
 """
 
 # Importing the modules registers their tools on TOOLSET.
-from activities.proxmox import backups, cluster, guest_info, power, services, sizing, snapshot_ops
-from activities.proxmox.client import (
+from activities.toolsets.proxmox import (
+    backups,
+    cluster,
+    guest_info,
+    power,
+    services,
+    sizing,
+    snapshot_ops,
+)
+from activities.toolsets.proxmox.client import (
     SAFETY_MARK,
     TOOLSET,
     Resource,
@@ -21,7 +29,7 @@ from activities.proxmox.client import (
     probe,
     translate,
 )
-from activities.proxmox.safety import safety_snapshot_name
+from activities.toolsets.proxmox.safety import safety_snapshot_name
 
 __all__ = [
     "SAFETY_MARK",

@@ -9,15 +9,23 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.proxmox.client import MIB, TOOLSET, Guest, api_for, find_guest, target_of, wait_task
-from activities.proxmox.cluster import node_health
-from activities.proxmox.guest_info import (
+from activities.toolsets.proxmox.client import (
+    MIB,
+    TOOLSET,
+    Guest,
+    api_for,
+    find_guest,
+    target_of,
+    wait_task,
+)
+from activities.toolsets.proxmox.cluster import node_health
+from activities.toolsets.proxmox.guest_info import (
     config_options,
     config_size,
     configured_memory_mib,
     guest_runtime,
 )
-from activities.proxmox.safety import (
+from activities.toolsets.proxmox.safety import (
     SnapshotMode,
     guest_location,
     guest_state,

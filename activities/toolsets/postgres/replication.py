@@ -9,8 +9,8 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import NoParams, ToolContext, ToolFailure
-from activities.postgres.backends import wait_until
-from activities.postgres.client import (
+from activities.toolsets.postgres.backends import wait_until
+from activities.toolsets.postgres.client import (
     TOOLSET,
     client_for,
     place,

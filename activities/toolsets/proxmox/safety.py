@@ -14,7 +14,7 @@ from typing import Any, Literal
 from proxmoxer.core import ResourceException
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.proxmox.client import (
+from activities.toolsets.proxmox.client import (
     SAFETY_MARK,
     SAFETY_PREFIX,
     Guest,
@@ -22,7 +22,7 @@ from activities.proxmox.client import (
     target_of,
     wait_task,
 )
-from activities.proxmox.guest_info import guest_runtime, list_snapshots
+from activities.toolsets.proxmox.guest_info import guest_runtime, list_snapshots
 from core.models import ToolErrorKind
 
 

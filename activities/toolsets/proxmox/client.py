@@ -14,7 +14,7 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
 from activities.catalog import ToolContext, ToolFailure, Toolset
-from activities.proxmox_api import translator
+from activities.toolsets.proxmox_api import translator
 from core.config import ProxmoxTarget
 from core.models import ToolErrorKind
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.postgres.client import (
+from activities.toolsets.postgres.client import (
     APPLICATION_NAME,
     CLIENT_BACKEND,
     IDLE_IN_TRANSACTION,
@@ -26,8 +26,13 @@ from activities.postgres.client import (
     database_for,
     place,
 )
-from activities.postgres.lookup import checked_name, session_brief, session_record, sessions
-from activities.postgres.server import PidParams
+from activities.toolsets.postgres.lookup import (
+    checked_name,
+    session_brief,
+    session_record,
+    sessions,
+)
+from activities.toolsets.postgres.server import PidParams
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 
 

@@ -9,7 +9,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.postgres.client import (
+from activities.toolsets.postgres.client import (
     TOOLSET,
     client_for,
     database_for,
@@ -18,7 +18,7 @@ from activities.postgres.client import (
     round_secs,
     share,
 )
-from activities.postgres.lookup import Relation, checked_name, resolve
+from activities.toolsets.postgres.lookup import Relation, checked_name, resolve
 from core.models import ToolErrorKind
 from core.units import human_bytes
 

@@ -8,7 +8,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import NoParams, ToolContext, ToolFailure
-from activities.postgres.client import (
+from activities.toolsets.postgres.client import (
     CLIENT_BACKEND,
     IDLE_IN_TRANSACTION,
     TOOLSET,
@@ -20,8 +20,8 @@ from activities.postgres.client import (
     query_text,
     share,
 )
-from activities.postgres.lookup import session_brief, sessions
-from activities.postgres.tables import TABLE_SIZES_SQL, SizeParams
+from activities.toolsets.postgres.lookup import session_brief, sessions
+from activities.toolsets.postgres.tables import TABLE_SIZES_SQL, SizeParams
 from core.models import ToolErrorKind
 from core.units import human_bytes
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.proxmox.client import (
+from activities.toolsets.proxmox.client import (
     TOOLSET,
     Guest,
     api_for,

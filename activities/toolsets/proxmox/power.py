@@ -9,8 +9,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import NoParams, ToolContext, ToolFailure
-from activities.proxmox.client import TOOLSET, Guest, api_for, find_guest, target_of, wait_task
-from activities.proxmox.safety import (
+from activities.toolsets.proxmox.client import (
+    TOOLSET,
+    Guest,
+    api_for,
+    find_guest,
+    target_of,
+    wait_task,
+)
+from activities.toolsets.proxmox.safety import (
     SnapshotMode,
     after_state,
     guest_location,

@@ -8,16 +8,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import ToolContext, ToolFailure
-from activities.proxmox.client import (
+from activities.toolsets.proxmox.client import (
     SNAPNAME,
     TOOLSET,
     api_for,
     find_guest,
     wait_task,
 )
-from activities.proxmox.guest_info import list_snapshots
-from activities.proxmox.safety import after_state, guest_location, guest_state, snapshot_feature
-from activities.proxmox.sizing import current_resources
+from activities.toolsets.proxmox.guest_info import list_snapshots
+from activities.toolsets.proxmox.safety import (
+    after_state,
+    guest_location,
+    guest_state,
+    snapshot_feature,
+)
+from activities.toolsets.proxmox.sizing import current_resources
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 from core.units import human_duration
 

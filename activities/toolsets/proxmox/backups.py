@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from activities.catalog import MaxAgeParams, ToolContext, ToolFailure
-from activities.proxmox.client import (
+from activities.toolsets.proxmox.client import (
     TOOLSET,
     api_for,
     find_guest,
@@ -32,7 +32,7 @@ def _pbs_evidence(
     ctx: ToolContext[Any],
 ) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], list[str]]:
     """Last backup per guest on every configured PBS (evidence beyond what PVE lists)."""
-    from activities import pbs  # the PBS toolset's client, one path to every PBS
+    from activities.toolsets import pbs  # the PBS client: one path to every PBS
 
     found: dict[tuple[str, int], list[dict[str, Any]]] = {}
     errors: list[str] = []

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import NoParams, ToolContext
-from activities.proxmox.client import (
+from activities.toolsets.proxmox.client import (
     MIB,
     SAFETY_MARK,
     SAFETY_PREFIX,
@@ -19,7 +19,7 @@ from activities.proxmox.client import (
     find_guest,
     percent_of,
 )
-from activities.proxmox.cluster import node_health
+from activities.toolsets.proxmox.cluster import node_health
 from core.units import human_bytes, human_duration, seconds_since
 
 
