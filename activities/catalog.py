@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.config import Settings, Target
+from core.config import Settings
 from core.models import (
     Reversibility,
     RiskLevel,
@@ -26,6 +26,7 @@ from core.models import (
     ToolErrorKind,
     ToolKind,
 )
+from core.targets import Target
 from core.units import parse_duration
 
 P = TypeVar("P", bound=BaseModel)
@@ -58,14 +59,18 @@ class MaxAgeParams(BaseModel):
 class ToolFailure(Exception):
     """Raised by tool code; becomes a typed ``ToolError`` (or a retry, when transient)."""
 
-    def __init__(self, kind: ToolErrorKind, message: str) -> None:
+    def __init__(
+        self, kind: ToolErrorKind, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:
-        return self.kind is ToolErrorKind.UNREACHABLE
+        """Worth retrying later: the target did not answer, or asked us to slow down."""
+        return self.kind in (ToolErrorKind.UNREACHABLE, ToolErrorKind.RATE_LIMITED)
 
     def to_error(self) -> ToolError:
         return ToolError(kind=self.kind, message=self.message)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -32,6 +33,17 @@ from core.redact import redact, redact_text
 log = logging.getLogger(__name__)
 
 UNREACHABLE_ERROR_TYPE = "ToolUnreachable"
+
+
+def retryable(failure: ToolFailure) -> ApplicationError:
+    """A transient failure as Temporal's retry sees it (after the API's Retry-After, if any)."""
+    return ApplicationError(
+        redact_text(failure.message),
+        type=UNREACHABLE_ERROR_TYPE,
+        next_retry_delay=(
+            timedelta(seconds=min(failure.retry_after, 300)) if failure.retry_after else None
+        ),
+    )
 
 
 class ToolRunner:
@@ -92,9 +104,7 @@ class ToolRunner:
         except ToolFailure as failure:
             outcome = failure.kind.value
             if failure.transient and raise_transient:
-                raise ApplicationError(
-                    redact_text(failure.message), type=UNREACHABLE_ERROR_TYPE
-                ) from failure
+                raise retryable(failure) from failure
             error = failure.to_error()
             error.message = redact_text(error.message)
             return ToolResult(tool=call.tool, target=str(call.target), ok=False, error=error)
@@ -149,9 +159,7 @@ class ToolRunner:
             return await self._prepare(spec, self.context(spec, call))
         except ToolFailure as failure:
             if failure.transient:
-                raise ApplicationError(
-                    redact_text(failure.message), type=UNREACHABLE_ERROR_TYPE
-                ) from failure
+                raise retryable(failure) from failure
             return PreparedWrite(
                 preview="",
                 reversibility=Reversibility.IRREVERSIBLE,

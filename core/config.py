@@ -12,12 +12,10 @@ import re
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -27,27 +25,23 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.models import ApprovalMode, RiskLevel, TargetRef
-from core.units import Duration, parse_size
+from core.targets import (
+    DockerTarget,
+    HttpTarget,
+    PbsTarget,
+    PostgresTarget,
+    ProxmoxTarget,
+    Section,
+    Target,
+    read_secret_file,
+)
+from core.units import Duration
 
 DEFAULT_CONFIG_PATH = Path("homelab.yaml")
-TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
 class ConfigError(Exception):
     """A configuration problem, phrased for the user (names the key and the file)."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _read_secret_file(path: Path | None, key: str) -> SecretStr | None:
-    if path is None:
-        return None
-    try:
-        return SecretStr(path.read_text().strip())
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read secret file {path}: {exc.strerror}") from exc
 
 
 class TemporalSettings(Section):
@@ -68,7 +62,7 @@ class TemporalSettings(Section):
 
     @model_validator(mode="after")
     def _secret_files(self) -> TemporalSettings:
-        self.api_key = self.api_key or _read_secret_file(self.api_key_file, "temporal.api_key_file")
+        self.api_key = self.api_key or read_secret_file(self.api_key_file, "temporal.api_key_file")
         return self
 
     def web_ui(self) -> str:
@@ -88,7 +82,7 @@ class IntakeSettings(Section):
 
     @model_validator(mode="after")
     def _secret_files(self) -> IntakeSettings:
-        self.token = self.token or _read_secret_file(self.token_file, "intake.token_file")
+        self.token = self.token or read_secret_file(self.token_file, "intake.token_file")
         return self
 
 
@@ -154,8 +148,8 @@ class TelegramSettings(Section):
 
     @model_validator(mode="after")
     def _secret_files(self) -> TelegramSettings:
-        self.token = self.token or _read_secret_file(self.token_file, "telegram.token_file")
-        self.webhook_secret = self.webhook_secret or _read_secret_file(
+        self.token = self.token or read_secret_file(self.token_file, "telegram.token_file")
+        self.webhook_secret = self.webhook_secret or read_secret_file(
             self.webhook_secret_file, "telegram.webhook_secret_file"
         )
         if self.token is not None and self.chat_id is None:
@@ -272,189 +266,21 @@ class LLMSettings(Section):
         return self
 
 
-class Target(Section):
-    """Common fields of every named target."""
-
-    name: str = Field(pattern=TARGET_NAME)
-    critical: bool = False
-    instances: list[str] = Field(
-        default_factory=list, description="alert `instance` labels that mean this target"
-    )
-
-
-class DockerTarget(Target):
-    url: str = "unix:///var/run/docker.sock"
-    timeout: float = Field(default=10.0, gt=0)
-    watch_events: bool = True
-
-
-class PostgresTarget(Target):
-    """A PostgreSQL server: ``dsn`` for diagnostics (a pg_monitor role), ``maintenance_dsn`` for
-    writes (see deploy/postgres/roles.sql). DSNs are libpq key=value strings or URLs; keep
-    passwords out of them (``~/.pgpass``, ``PGPASSFILE``) or read them from ``*_file``."""
-
-    dsn: SecretStr | None = None
-    dsn_file: Path | None = None
-    maintenance_dsn: SecretStr | None = None
-    maintenance_dsn_file: Path | None = None
-    connect_timeout: float = Field(default=5.0, gt=0)
-    statement_timeout_ms: int = Field(default=5000, ge=100)
-    databases: list[str] = Field(
-        default_factory=list, description="databases tools may act on; empty = all"
-    )
-    lock_timeout_ms: int = Field(
-        default=10000, ge=100, description="maintenance statements give up waiting for a lock"
-    )
-    pool_max_size: int = Field(default=4, ge=1, le=50, description="connections per database")
-
-    @model_validator(mode="after")
-    def _secret_files(self) -> PostgresTarget:
-        self.dsn = self.dsn or _read_secret_file(self.dsn_file, f"{self.name}.dsn_file")
-        self.maintenance_dsn = self.maintenance_dsn or _read_secret_file(
-            self.maintenance_dsn_file, f"{self.name}.maintenance_dsn_file"
-        )
-        if self.dsn is None:
-            raise ValueError(f"{self.name}: dsn or dsn_file is required")
-        return self
-
-    @property
-    def read_dsn(self) -> SecretStr:
-        assert self.dsn is not None  # the validator guarantees it
-        return self.dsn
-
-
-class HttpTarget(Target):
-    url: str
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    verify_tls: bool | str = True
-    timeout: float = Field(default=10.0, gt=0)
-
-    @model_validator(mode="after")
-    def _secret_files(self) -> HttpTarget:
-        self.token = self.token or _read_secret_file(self.token_file, f"{self.name}.token_file")
-        return self
-
-
-class ProxmoxSSH(Section):
-    """SSH to the nodes for what the API cannot do (``pct exec``); host keys always verified."""
-
-    host: str | None = Field(
-        default=None, description="address for every node; default: the API host"
-    )
-    nodes: dict[str, str] = Field(
-        default_factory=dict, description="node name -> SSH address, for clusters"
-    )
-    user: str = "root"
-    port: int = Field(default=22, ge=1, le=65535)
-    key_file: Path
-    known_hosts: Path | None = Field(
-        default=None,
-        description="known_hosts file with the nodes' keys; default ~/.ssh/known_hosts",
-    )
-    timeout: float = Field(default=15.0, gt=0)
-
-
-class SnapshotPolicy(Section):
-    """The agents' own ``ha-`` safety snapshots: when they are required and how many are kept.
-
-    Snapshots the agents did not take are never pruned.
-    """
-
-    keep: int = Field(default=3, ge=1, le=50, description="newest ha- snapshots kept per guest")
-    max_age: Duration = Field(default=timedelta(days=14), description="older ha- ones are pruned")
-    required: bool = Field(
-        default=True,
-        description="refuse a risky change when the guest's storage cannot snapshot; "
-        "false proceeds without the safety net (and says so in the preview)",
-    )
-
-
-def _verify_setting(value: bool | str, key: str) -> bool | str:
-    if isinstance(value, str):
-        if not Path(value).is_file():
-            raise ValueError(f"{key}: CA file {value} does not exist")
-    return value
-
-
-class ApiTokenTarget(Target):
-    """A Proxmox product reached through its HTTPS API with an API token (PVE and PBS alike)."""
-
-    host: str
-    port: int = Field(ge=1, le=65535)
-    token_id: str = Field(
-        pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
-        description="user@realm!tokenname",
-    )
-    token_secret: SecretStr | None = None
-    token_secret_file: Path | None = None
-    verify_ssl: bool | str = Field(
-        default=True, description="true, or the CA file that signed the server; false is unsafe"
-    )
-    timeout: float = Field(default=10.0, gt=0)
-
-    @model_validator(mode="after")
-    def _secrets(self) -> ApiTokenTarget:
-        self.token_secret = self.token_secret or _read_secret_file(
-            self.token_secret_file, f"{self.name}.token_secret_file"
-        )
-        if self.token_secret is None:
-            raise ValueError(f"{self.name}: token_secret or token_secret_file is required")
-        _verify_setting(self.verify_ssl, f"{self.name}.verify_ssl")
-        return self
-
-    @property
-    def token_user(self) -> str:
-        return self.token_id.split("!", 1)[0]
-
-    @property
-    def token_name(self) -> str:
-        return self.token_id.split("!", 1)[1]
-
-
-class ProxmoxTarget(ApiTokenTarget):
-    """A Proxmox VE node or cluster (verify_ssl: e.g. a copy of pve-root-ca.pem)."""
-
-    port: int = Field(default=8006, ge=1, le=65535)
-    task_timeout: Duration = Field(
-        default=timedelta(minutes=5), description="how long a write waits for its PVE task"
-    )
-    memory_reserve: int = Field(
-        default=512 * 1024 * 1024,
-        ge=0,
-        description="node memory (bytes or 512m) a memory increase must leave free",
-    )
-    snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
-    ssh: ProxmoxSSH | None = None
-
-    @field_validator("memory_reserve", mode="before")
-    @classmethod
-    def _size(cls, value: Any) -> Any:
-        return parse_size(value) if isinstance(value, str) else value
-
-
-class PbsTarget(ApiTokenTarget):
-    """A Proxmox Backup Server (verify_ssl: e.g. a copy of /etc/proxmox-backup/proxy.pem)."""
-
-    port: int = Field(default=8007, ge=1, le=65535)
-    datastores: list[str] = Field(
-        default_factory=list, description="datastores to watch; empty = all"
-    )
-
-
 class WorkerSettings(Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = no metrics server")
     max_concurrent_activities: int = Field(default=50, ge=1)
 
 
-def _unique_names(targets: list[Any], section: str) -> list[Any]:
-    seen: set[str] = set()
-    for target in targets:
-        if target.name in seen:
-            raise ValueError(f"{section}: target name {target.name!r} appears twice")
-        seen.add(target.name)
-    return targets
+def _is_target_list(annotation: Any) -> bool:
+    """``list[SomeTarget]``: a service's section of named targets."""
+    args = get_args(annotation)
+    return (
+        get_origin(annotation) is list
+        and len(args) == 1
+        and isinstance(args[0], type)
+        and issubclass(args[0], Target)
+    )
 
 
 class Settings(BaseSettings):
@@ -490,10 +316,20 @@ class Settings(BaseSettings):
         # The YAML file arrives as init kwargs; the environment must win over it.
         return (env_settings, init_settings, file_secret_settings)
 
-    @field_validator("docker", "postgres", "prometheus", "alertmanager", "proxmox", "pbs")
+    @model_validator(mode="after")
+    def _unique_target_names(self) -> Settings:
+        for service in self.services:
+            seen: set[str] = set()
+            for target in self.targets(service):
+                if target.name in seen:
+                    raise ValueError(f"{service}: target name {target.name!r} appears twice")
+                seen.add(target.name)
+        return self
+
     @classmethod
-    def _names(cls, targets: list[Any], info: Any) -> list[Any]:
-        return _unique_names(targets, info.field_name)
+    def service_names(cls) -> list[str]:
+        """Every service with a target section, in declaration order."""
+        return [name for name, f in cls.model_fields.items() if _is_target_list(f.annotation)]
 
     @property
     def state_dir(self) -> Path:
@@ -514,7 +350,7 @@ class Settings(BaseSettings):
 
     @property
     def services(self) -> list[str]:
-        return ["docker", "postgres", "prometheus", "alertmanager", "proxmox", "pbs"]
+        return self.service_names()
 
     def critical_reason(self, ref: TargetRef) -> str:
         """Why a target is critical (its ``critical`` flag or an ``approval.critical`` pattern)."""

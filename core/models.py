@@ -103,6 +103,7 @@ class ToolErrorKind(StrEnum):
     UNSUPPORTED = "unsupported"
     FAILED = "failed"
     UNAUTHORIZED = "unauthorized"  # credentials rejected or lacking a permission: never retried
+    RATE_LIMITED = "rate_limited"  # the API asked us to slow down: retried after Retry-After
 
 
 class ToolError(Model):

@@ -512,25 +512,30 @@ def tools_docs(
         False, "--check", help="Write nothing; exit 1 if the files differ from the catalog."
     ),
 ) -> None:
-    """Write the tool and runbook reference (tools.md, runbooks.md) from the catalog."""
+    """Write the tool and runbook reference (tools.md, runbooks.md, the README's tool table)."""
     from activities.runbooks import load_runbooks
     from activities.toolsets import default_catalog
-    from workers.reference import runbooks_markdown, tools_markdown
+    from workers.reference import runbooks_markdown, tools_markdown, with_readme_tools
 
     catalog = default_catalog()
     pages = {
-        "tools.md": tools_markdown(catalog),
-        "runbooks.md": runbooks_markdown(load_runbooks(catalog, state.settings.runbook_dirs)),
+        output / "tools.md": tools_markdown(catalog),
+        output / "runbooks.md": runbooks_markdown(
+            load_runbooks(catalog, state.settings.runbook_dirs)
+        ),
     }
-    stale = [n for n, text in pages.items() if _read(output / n) != text]
+    readme = output.resolve().parent / "README.md"
+    if readme.is_file():
+        pages[readme] = with_readme_tools(readme.read_text(), catalog)
+    stale = [path for path, text in pages.items() if _read(path) != text]
     if check:
-        for name in stale:
-            err.print(f"{output / name} is out of date: run `homelab-agents tools docs`")
+        for path in stale:
+            err.print(f"{path} is out of date: run `homelab-agents tools docs`")
         raise typer.Exit(1 if stale else 0)
     output.mkdir(parents=True, exist_ok=True)
-    for name, text in pages.items():
-        (output / name).write_text(text)
-    out.print(f"wrote {', '.join(str(output / n) for n in pages)} ({len(stale)} changed)")
+    for path, text in pages.items():
+        path.write_text(text)
+    out.print(f"wrote {', '.join(str(p) for p in pages)} ({len(stale)} changed)")
 
 
 def _read(path: Path) -> str | None:

@@ -24,9 +24,10 @@ import docker
 from docker.errors import DockerException, NotFound
 
 from activities.toolsets.docker import make_client
-from core.config import DockerTarget, Settings
+from core.config import Settings
 from core.metrics import WATCHER_CONNECTED, WATCHER_EVENTS
 from core.models import Alert, AlertStatus
+from core.targets import DockerTarget
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from activities.catalog import Catalog
 from activities.runbooks import RunbookError, load_runbooks
 from activities.store import Store
-from core.config import HttpTarget, LLMProvider, Settings
+from core.config import LLMProvider, Settings
 from core.redact import redact_text
+from core.targets import HttpTarget
 from workers.temporal_client import address, connect
 
 

@@ -19,7 +19,7 @@ from activities.catalog import TargetClients
 from activities.tools import ToolRunner
 from activities.toolsets import default_catalog
 from activities.toolsets import postgres as pg_tools
-from core.config import PostgresTarget, Settings
+from core.config import Settings
 from core.models import (
     PreparedWrite,
     Reversibility,
@@ -29,6 +29,7 @@ from core.models import (
     ToolErrorKind,
     ToolResult,
 )
+from core.targets import PostgresTarget
 from tests.integration.pg_helpers import (
     Background,
     app_session,

@@ -80,3 +80,19 @@ def test_docs_check_fails_on_stale_files_and_passes_once_written(tmp_path: Path)
     assert written.returncode == 0, written.stderr
     assert (out / "tools.md").read_text() == (DOCS / "tools.md").read_text()
     assert cli("tools", "docs", "--check", "--output", str(out)).returncode == 0
+
+
+def test_readme_tool_table_is_generated_from_the_catalog() -> None:
+    """The README once said "Docker (16)" while the catalog had 17: its table is generated now."""
+    from workers.reference import README_BEGIN, README_END, readme_tools
+
+    catalog = default_catalog()
+    readme = (DOCS.parent / "README.md").read_text()
+    block = readme[readme.index(README_BEGIN) : readme.index(README_END) + len(README_END)]
+    assert block == readme_tools(catalog), (
+        "README tool table is stale: run `homelab-agents tools docs`"
+    )
+    for toolset in catalog.toolsets:
+        count = len(catalog.for_service(toolset.service))
+        assert f"| {toolset.service} | {count} |" in block
+    assert "disk_usage" in block

@@ -16,8 +16,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from activities.catalog import ToolContext, ToolFailure, Toolset
-from core.config import DockerTarget
 from core.models import ToolErrorKind
+from core.targets import DockerTarget
 
 MIN_MEMORY = 6 * 1024 * 1024  # the engine refuses limits below 6 MiB
 LOG_LINE_LIMIT = 2000

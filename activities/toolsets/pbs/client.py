@@ -9,8 +9,8 @@ from proxmoxer.core import ResourceException
 
 from activities.catalog import ToolContext, ToolFailure, Toolset
 from activities.toolsets.proxmox_api import translator
-from core.config import PbsTarget
 from core.models import ToolErrorKind
+from core.targets import PbsTarget
 
 
 def _message(exc: ResourceException) -> str:

@@ -23,9 +23,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from activities.catalog import ToolContext, ToolFailure, Toolset
-from core.config import PostgresTarget
 from core.models import ToolErrorKind
 from core.redact import redact_text
+from core.targets import PostgresTarget
 
 APPLICATION_NAME = "homelab-agents"
 QUERY_CHARS = 300

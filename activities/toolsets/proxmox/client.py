@@ -15,8 +15,8 @@ from proxmoxer.core import ResourceException
 
 from activities.catalog import ToolContext, ToolFailure, Toolset
 from activities.toolsets.proxmox_api import translator
-from core.config import ProxmoxTarget
 from core.models import ToolErrorKind
+from core.targets import ProxmoxTarget
 
 MIB = 1024 * 1024
 SAFETY_PREFIX = "ha-"

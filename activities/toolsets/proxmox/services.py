@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 import time
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import ToolContext, ToolFailure
+from activities.toolsets.commands import CommandResult, known_hosts_file, run_ssh
 from activities.toolsets.proxmox.client import (
     TOOLSET,
     Guest,
@@ -46,15 +44,8 @@ SHOW_PROPERTIES = (
 )
 
 
-@dataclass
-class SshRun:
-    exit_status: int
-    stdout: str
-    stderr: str
-
-
-def _ssh_plan(ctx: ToolContext[Any], node: str) -> tuple[str, Path]:
-    """The node's SSH address and the known_hosts file that must vouch for its key."""
+def _ssh_host(ctx: ToolContext[Any], node: str) -> str:
+    """The node's SSH address (its known_hosts file must vouch for its key)."""
     target = target_of(ctx)
     if target.ssh is None:
         raise ToolFailure(
@@ -63,71 +54,33 @@ def _ssh_plan(ctx: ToolContext[Any], node: str) -> tuple[str, Path]:
             "commands inside containers need SSH to the node",
         )
     ssh = target.ssh
-    known_hosts = ssh.known_hosts or Path.home() / ".ssh" / "known_hosts"
-    if not known_hosts.is_file():
-        raise ToolFailure(
-            ToolErrorKind.FAILED,
-            f"no known_hosts file at {known_hosts}: the node's host key must be trusted "
-            "(set ssh.known_hosts)",
-        )
+    known_hosts_file(ssh)  # fail before any API call when the key cannot be checked
     if node in ssh.nodes:
-        return ssh.nodes[node], known_hosts
+        return ssh.nodes[node]
     cluster = cluster_summary(api_for(ctx).get("cluster/status") or [])
     if cluster["nodes_total"] > 1:
         ip = next((n["ip"] for n in cluster["nodes"] if n["name"] == node and n["ip"]), None)
         if ip:
-            return str(ip), known_hosts
+            return str(ip)
     if ssh.host:
-        return ssh.host, known_hosts
+        return ssh.host
     host = target.host
-    return (host.rsplit(":", 1)[0] if host.count(":") == 1 else host), known_hosts
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-async def ssh_run(ctx: ToolContext[Any], node: str, command: list[str], limit: float) -> SshRun:
+async def ssh_run(
+    ctx: ToolContext[Any], node: str, command: list[str], limit: float
+) -> CommandResult:
     """Run one command on a node over SSH (host key verified against known_hosts)."""
-    import asyncssh
-
-    host, known_hosts = await asyncio.to_thread(_ssh_plan, ctx, node)
+    host = await asyncio.to_thread(_ssh_host, ctx, node)
     ssh = target_of(ctx).ssh
     assert ssh is not None
-    line = shlex.join(command)
-    try:
-        async with asyncssh.connect(
-            host,
-            port=ssh.port,
-            username=ssh.user,
-            client_keys=[str(ssh.key_file)],
-            known_hosts=str(known_hosts),
-            agent_path=None,
-            config=[],
-            connect_timeout=ssh.timeout,
-        ) as conn:
-            result = await asyncio.wait_for(conn.run(line, check=False), limit)
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise ToolFailure(
-            ToolErrorKind.FAILED,
-            f"host key of {host}:{ssh.port} is not in {known_hosts}: {exc.reason}",
-        ) from exc
-    except asyncssh.PermissionDenied as exc:
-        raise ToolFailure(
-            ToolErrorKind.UNAUTHORIZED,
-            f"SSH to {ssh.user}@{host}:{ssh.port} refused the key {ssh.key_file}",
-        ) from exc
-    except (OSError, asyncssh.Error, TimeoutError) as exc:
-        raise ToolFailure(
-            ToolErrorKind.UNREACHABLE,
-            f"SSH to {host}:{ssh.port} failed: {type(exc).__name__}: {exc}",
-        ) from exc
-    return SshRun(
-        exit_status=int(result.exit_status if result.exit_status is not None else 255),
-        stdout=str(result.stdout or ""),
-        stderr=str(result.stderr or ""),
-    )
+    return await run_ssh(ssh, command, limit=limit, host=host)
 
 
 async def pct_exec(
     ctx: ToolContext[Any], guest: Guest, command: list[str], limit: float = 60
-) -> SshRun:
+) -> CommandResult:
     return await ssh_run(ctx, guest.node, ["pct", "exec", str(guest.vmid), "--", *command], limit)
 
 
@@ -236,7 +189,7 @@ async def restart_service(ctx: ToolContext[RestartServiceParams]) -> dict[str, A
         and before.get("started_monotonic")
         and now["started_monotonic"] != before["started_monotonic"]
     )
-    run: SshRun | None = None
+    run: CommandResult | None = None
     if not already:
         run = await pct_exec(ctx, guest, ["systemctl", "restart", unit], ctx.params.wait + 30)
     deadline = time.monotonic() + ctx.params.wait

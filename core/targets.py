@@ -1,0 +1,206 @@
+"""Target kinds: one config model per service, each a list in ``Settings`` (``docker:``, ...).
+
+A target is a named thing the agents can act on (an engine, a server, an API). Toolsets read their
+target's model through ``TargetClients``; secrets are ``SecretStr`` and may come from a ``*_file``.
+Adding a service = a model here and one list field in ``core.config.Settings``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from core.units import Duration, parse_size
+
+TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def read_secret_file(path: Path | None, key: str) -> SecretStr | None:
+    if path is None:
+        return None
+    try:
+        return SecretStr(path.read_text().strip())
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read secret file {path}: {exc.strerror}") from exc
+
+
+class Target(Section):
+    """Common fields of every named target."""
+
+    name: str = Field(pattern=TARGET_NAME)
+    critical: bool = False
+    instances: list[str] = Field(
+        default_factory=list, description="alert `instance` labels that mean this target"
+    )
+
+
+class DockerTarget(Target):
+    url: str = "unix:///var/run/docker.sock"
+    timeout: float = Field(default=10.0, gt=0)
+    watch_events: bool = True
+
+
+class PostgresTarget(Target):
+    """A PostgreSQL server: ``dsn`` for diagnostics (a pg_monitor role), ``maintenance_dsn`` for
+    writes (see deploy/postgres/roles.sql). DSNs are libpq key=value strings or URLs; keep
+    passwords out of them (``~/.pgpass``, ``PGPASSFILE``) or read them from ``*_file``."""
+
+    dsn: SecretStr | None = None
+    dsn_file: Path | None = None
+    maintenance_dsn: SecretStr | None = None
+    maintenance_dsn_file: Path | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=5000, ge=100)
+    databases: list[str] = Field(
+        default_factory=list, description="databases tools may act on; empty = all"
+    )
+    lock_timeout_ms: int = Field(
+        default=10000, ge=100, description="maintenance statements give up waiting for a lock"
+    )
+    pool_max_size: int = Field(default=4, ge=1, le=50, description="connections per database")
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> PostgresTarget:
+        self.dsn = self.dsn or read_secret_file(self.dsn_file, f"{self.name}.dsn_file")
+        self.maintenance_dsn = self.maintenance_dsn or read_secret_file(
+            self.maintenance_dsn_file, f"{self.name}.maintenance_dsn_file"
+        )
+        if self.dsn is None:
+            raise ValueError(f"{self.name}: dsn or dsn_file is required")
+        return self
+
+    @property
+    def read_dsn(self) -> SecretStr:
+        assert self.dsn is not None  # the validator guarantees it
+        return self.dsn
+
+
+class HttpTarget(Target):
+    url: str
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> HttpTarget:
+        self.token = self.token or read_secret_file(self.token_file, f"{self.name}.token_file")
+        return self
+
+
+class SshAccess(Section):
+    """SSH to a host for what no API can do; the host key is always checked, no agent is used."""
+
+    host: str | None = Field(default=None, description="address; default: the target's host")
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+    key_file: Path
+    known_hosts: Path | None = Field(
+        default=None, description="known_hosts file with the host's key; default ~/.ssh/known_hosts"
+    )
+    timeout: float = Field(default=15.0, gt=0, description="connect timeout in seconds")
+
+
+class ProxmoxSSH(SshAccess):
+    """SSH to the nodes for what the API cannot do (``pct exec``)."""
+
+    host: str | None = Field(
+        default=None, description="address for every node; default: the API host"
+    )
+    nodes: dict[str, str] = Field(
+        default_factory=dict, description="node name -> SSH address, for clusters"
+    )
+
+
+class SnapshotPolicy(Section):
+    """The agents' own ``ha-`` safety snapshots: when they are required and how many are kept.
+
+    Snapshots the agents did not take are never pruned.
+    """
+
+    keep: int = Field(default=3, ge=1, le=50, description="newest ha- snapshots kept per guest")
+    max_age: Duration = Field(default=timedelta(days=14), description="older ha- ones are pruned")
+    required: bool = Field(
+        default=True,
+        description="refuse a risky change when the guest's storage cannot snapshot; "
+        "false proceeds without the safety net (and says so in the preview)",
+    )
+
+
+def _verify_setting(value: bool | str, key: str) -> bool | str:
+    if isinstance(value, str):
+        if not Path(value).is_file():
+            raise ValueError(f"{key}: CA file {value} does not exist")
+    return value
+
+
+class ApiTokenTarget(Target):
+    """A Proxmox product reached through its HTTPS API with an API token (PVE and PBS alike)."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    token_id: str = Field(
+        pattern=r"^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$",
+        description="user@realm!tokenname",
+    )
+    token_secret: SecretStr | None = None
+    token_secret_file: Path | None = None
+    verify_ssl: bool | str = Field(
+        default=True, description="true, or the CA file that signed the server; false is unsafe"
+    )
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ApiTokenTarget:
+        self.token_secret = self.token_secret or read_secret_file(
+            self.token_secret_file, f"{self.name}.token_secret_file"
+        )
+        if self.token_secret is None:
+            raise ValueError(f"{self.name}: token_secret or token_secret_file is required")
+        _verify_setting(self.verify_ssl, f"{self.name}.verify_ssl")
+        return self
+
+    @property
+    def token_user(self) -> str:
+        return self.token_id.split("!", 1)[0]
+
+    @property
+    def token_name(self) -> str:
+        return self.token_id.split("!", 1)[1]
+
+
+class ProxmoxTarget(ApiTokenTarget):
+    """A Proxmox VE node or cluster (verify_ssl: e.g. a copy of pve-root-ca.pem)."""
+
+    port: int = Field(default=8006, ge=1, le=65535)
+    task_timeout: Duration = Field(
+        default=timedelta(minutes=5), description="how long a write waits for its PVE task"
+    )
+    memory_reserve: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="node memory (bytes or 512m) a memory increase must leave free",
+    )
+    snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy)
+    ssh: ProxmoxSSH | None = None
+
+    @field_validator("memory_reserve", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+
+class PbsTarget(ApiTokenTarget):
+    """A Proxmox Backup Server (verify_ssl: e.g. a copy of /etc/proxmox-backup/proxy.pem)."""
+
+    port: int = Field(default=8007, ge=1, le=65535)
+    datastores: list[str] = Field(
+        default_factory=list, description="datastores to watch; empty = all"
+    )
