@@ -62,12 +62,15 @@ class FakeDocker:
         @activity.defn(name="tool.prepare")
         async def prepare(call: ToolCall) -> PreparedWrite:
             spec = CATALOG.get(call.tool)
+            starting = call.tool == "docker.start"
             return PreparedWrite(
                 before={"running": fake.running},
-                preview=f"start container {call.target.resource}",
-                noop=fake.running,
+                preview=f"{'start' if starting else 'stop'} container {call.target.resource}",
+                noop=fake.running if starting else not fake.running,
                 reversibility=Reversibility.COMPENSATED,
-                compensation=ToolCall(tool="docker.stop", target=call.target),
+                compensation=ToolCall(
+                    tool="docker.stop" if starting else "docker.start", target=call.target
+                ),
                 default_level=spec.level,
                 timeout_seconds=30,
             )
