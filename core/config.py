@@ -7,6 +7,7 @@ file over the defaults below. Secrets are ``SecretStr`` (never printed) and may 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -73,16 +74,33 @@ class TemporalSettings(Section):
         return f"http://{self.ip}:{self.ui_port}"
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name or a wildcard: reachable from elsewhere
+
+
 class IntakeSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     token: SecretStr | None = None
     token_file: Path | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_alerts_per_post: int = Field(
+        default=1000, ge=1, description="alerts in one webhook post (each may start a workflow)"
+    )
 
     @model_validator(mode="after")
     def _secret_files(self) -> IntakeSettings:
         self.token = self.token or read_secret_file(self.token_file, "intake.token_file")
+        if self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"intake.token (or intake.token_file) is required when intake.host is "
+                f"{self.host!r}: anyone who can reach it could open incidents"
+            )
         return self
 
 
@@ -399,6 +417,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
             raise ConfigError(f"{file}: not valid YAML{where}: {exc}") from exc
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start}): {exc.reason}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: the top level must be a mapping of sections")
         # A section whose keys are all commented out parses as null: it means "the defaults".

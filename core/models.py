@@ -6,7 +6,8 @@ validated here once; the workflow, activities and CLI exchange nothing but these
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -172,6 +173,57 @@ class Alert(Model):
         return self.labels.get("severity", "warning")
 
 
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,127}$")
+MAX_LABELS = 64
+MAX_LABEL_VALUE_BYTES = 1024  # labels become search attributes and summaries (Temporal: 2 KB)
+MAX_ANNOTATIONS = 64
+MAX_ANNOTATION_BYTES = 8192
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(hours=1)
+
+
+def _text_problem(value: str, limit: int) -> str | None:
+    """Why a label or annotation value cannot travel on (to Temporal, SQL, chat), if it cannot."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    if size > limit:
+        return f"is {size} bytes (limit {limit})"
+    return None
+
+
+def check_labels(labels: dict[str, str], kind: str = "labels") -> dict[str, str]:
+    """Prometheus label names, bounded count and sizes, text that encodes: or a ValueError."""
+    maximum, limit = (
+        (MAX_LABELS, MAX_LABEL_VALUE_BYTES)
+        if kind == "labels"
+        else (MAX_ANNOTATIONS, MAX_ANNOTATION_BYTES)
+    )
+    if len(labels) > maximum:
+        raise ValueError(f"{len(labels)} {kind} (limit {maximum})")
+    for name, value in labels.items():
+        if not LABEL_NAME.fullmatch(name):
+            raise ValueError(f"{kind} name {name[:64]!r} is not a Prometheus label name")
+        problem = _text_problem(value, limit)
+        if problem:
+            raise ValueError(f"{kind}.{name} {problem}")
+    return labels
+
+
+def _rfc3339(value: Any, field: str) -> Any:
+    """Alertmanager sends RFC 3339 strings; a number is not a time here (5 is not 1970-01-01)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be an RFC 3339 time string, not {type(value).__name__}")
+    if "\x00" in value or len(value) > 64:
+        raise ValueError(f"{field} is not an RFC 3339 time")
+    return value
+
+
 class AlertmanagerAlert(BaseModel):
     """One element of ``alerts`` in an Alertmanager webhook v4 payload."""
 
@@ -182,15 +234,50 @@ class AlertmanagerAlert(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: datetime
     endsAt: datetime | None = None
-    generatorURL: str = ""
+    generatorURL: str = Field(default="", max_length=2048)
     fingerprint: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
+    @field_validator("startsAt", "endsAt", mode="before")
+    @classmethod
+    def _times_are_strings(cls, value: Any, info: Any) -> Any:
+        return None if value is None else _rfc3339(value, info.field_name)
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _times_have_zones(cls, value: datetime | None, info: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{info.field_name} has no time zone (RFC 3339 needs Z or an offset)")
+        return value
 
     @field_validator("labels")
     @classmethod
-    def _has_alertname(cls, labels: dict[str, str]) -> dict[str, str]:
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        check_labels(labels)
         if not labels.get("alertname"):
             raise ValueError("labels.alertname is required")
         return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
+        return check_labels(annotations, "annotations")
+
+    @field_validator("generatorURL")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        problem = _text_problem(url, 2048)
+        if problem:
+            raise ValueError(f"generatorURL {problem}")
+        return url
+
+    def time_problem(self, received_at: datetime) -> str | None:
+        """A firing alert that started before 2000 or in the future is not a real alert."""
+        if self.status is AlertStatus.FIRING:
+            if self.startsAt < EARLIEST_START:
+                return f"startsAt {self.startsAt.isoformat()} is before {EARLIEST_START.year}"
+            if self.startsAt > received_at + CLOCK_SKEW:
+                return f"startsAt {self.startsAt.isoformat()} is in the future"
+        return None
 
     def to_alert(self, received_at: datetime) -> Alert:
         ends = self.endsAt if self.endsAt and self.endsAt.year > 1 else None
@@ -217,7 +304,7 @@ class AlertmanagerEnvelope(BaseModel):
     status: AlertStatus
     receiver: str = ""
     groupKey: str = ""
-    alerts: list[dict[str, Any]] = Field(min_length=1)
+    alerts: list[Any] = Field(min_length=1, description="validated one by one")
 
 
 # --- incidents ---------------------------------------------------------------------------------

@@ -25,14 +25,22 @@ from pydantic import ValidationError
 from core.config import Settings
 from core.metrics import INTAKE_LATENCY, INTAKE_REJECTED
 from core.models import AlertmanagerAlert, AlertmanagerEnvelope
-from workers.routing import AlertRouter, TemporalUnavailable
+from workers.routing import AlertRefused, AlertRouter, TemporalUnavailable
 
 log = logging.getLogger(__name__)
 
 
+class AsciiJSONResponse(JSONResponse):
+    """Escapes everything outside ASCII: a lone surrogate quoted back from a bad label cannot
+    break the answer that names it."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, reason: str, **extra: Any) -> JSONResponse:
     INTAKE_REJECTED.labels(str(status)).inc()
-    return JSONResponse({"error": reason, **extra}, status_code=status)
+    return AsciiJSONResponse({"error": reason, **extra}, status_code=status)
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -55,13 +63,18 @@ def create_app(settings: Settings, router: AlertRouter, store: Any = None) -> Fa
     app = FastAPI(title="homelab-agents intake", version="0.1.0")
     token = settings.intake.token.get_secret_value() if settings.intake.token else None
     limit = settings.intake.max_body_bytes
+    max_alerts = settings.intake.max_alerts_per_post
+
+    expected = token.encode() if token is not None else b""
 
     def authorized(request: Request) -> bool:
+        """Bearer token compared as bytes, in constant time (any header bytes are just wrong)."""
         if token is None:
             return True
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+        presented = value.strip().encode("latin-1", "replace")
+        return scheme.lower() == "bearer" and hmac.compare_digest(presented, expected)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -85,6 +98,9 @@ def create_app(settings: Settings, router: AlertRouter, store: Any = None) -> Fa
         started = time.perf_counter()
         try:
             return await _handle(request)
+        except Exception:  # a bug: answered, logged, and the connection stays usable
+            log.exception("intake failed on a webhook post")
+            return _error(500, "internal error in the intake (logged); nothing was routed")
         finally:
             INTAKE_LATENCY.observe(time.perf_counter() - started)
 
@@ -101,28 +117,49 @@ def create_app(settings: Settings, router: AlertRouter, store: Any = None) -> Fa
             return _error(413, f"body larger than intake.max_body_bytes ({limit} bytes)")
         try:
             payload = json.loads(body)
+            envelope = AlertmanagerEnvelope.model_validate(payload)
+        except RecursionError:
+            return _error(400, "body is nested too deeply to be an Alertmanager webhook payload")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _error(400, f"body is not valid JSON: {exc}")
-        try:
-            envelope = AlertmanagerEnvelope.model_validate(payload)
         except ValidationError as exc:
             return _error(422, "not an Alertmanager webhook v4 payload", details=_describe(exc))
+        if len(envelope.alerts) > max_alerts:
+            return _error(
+                413,
+                f"{len(envelope.alerts)} alerts in one post exceed intake.max_alerts_per_post "
+                f"({max_alerts}); lower max_alerts in the Alertmanager receiver",
+            )
 
         received = datetime.now(UTC)
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         for index, raw in enumerate(envelope.alerts):
             try:
-                alert = AlertmanagerAlert.model_validate(raw).to_alert(received)
-            except ValidationError as exc:
-                rejected.append({"index": index, "reason": "; ".join(_describe(exc))})
+                parsed = AlertmanagerAlert.model_validate(raw)
+            except (ValidationError, RecursionError) as exc:
+                reason = (
+                    "; ".join(_describe(exc))
+                    if isinstance(exc, ValidationError)
+                    else "nested too deeply"
+                )
+                rejected.append({"index": index, "reason": reason})
+                INTAKE_REJECTED.labels("alert").inc()
+                continue
+            problem = parsed.time_problem(received)
+            if problem:
+                rejected.append({"index": index, "reason": problem})
                 INTAKE_REJECTED.labels("alert").inc()
                 continue
             try:
-                routed = await router.route(alert)
+                routed = await router.route(parsed.to_alert(received))
+            except AlertRefused as exc:
+                rejected.append({"index": index, "reason": str(exc)[:500]})
+                INTAKE_REJECTED.labels("alert").inc()
+                continue
             except TemporalUnavailable as exc:
                 log.warning("%s", exc)
-                return JSONResponse(
+                return AsciiJSONResponse(
                     {
                         "error": "Temporal is unavailable; retry",
                         "detail": str(exc),
@@ -134,7 +171,7 @@ def create_app(settings: Settings, router: AlertRouter, store: Any = None) -> Fa
             accepted.append({"index": index, **routed.model_dump(mode="json")})
         if not accepted:
             return _error(422, "no valid alert in the payload", rejected=rejected)
-        return JSONResponse(
+        return AsciiJSONResponse(
             {
                 "status": "accepted",
                 "received_at": received.isoformat(),

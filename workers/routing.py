@@ -25,6 +25,22 @@ class TemporalUnavailable(Exception):
     """Temporal could not take the alert; the sender should retry (HTTP 503)."""
 
 
+class AlertRefused(Exception):
+    """Temporal refused this one alert (e.g. an attribute it will not store): retrying cannot
+    help, so the alert is rejected alone and the rest of its group is still routed."""
+
+
+TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.INTERNAL,
+}
+
+
 class Routed(BaseModel):
     fingerprint: str
     alertname: str
@@ -81,6 +97,11 @@ class AlertRouter:
                     action=action,
                 )
         except RPCError as err:
+            if err.status not in TRANSIENT:
+                ALERTS_RECEIVED.labels(alert.source, alert.status.value, "refused").inc()
+                raise AlertRefused(
+                    f"Temporal refused alert {alert.fingerprint} ({err.status.name}): {err}"
+                ) from err
             ALERTS_RECEIVED.labels(alert.source, alert.status.value, "unavailable").inc()
             raise TemporalUnavailable(
                 f"Temporal did not accept alert {alert.fingerprint}: {err}"

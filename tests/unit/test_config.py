@@ -105,3 +105,18 @@ def test_a_section_with_everything_commented_out_means_defaults(tmp_path: Path) 
         write(tmp_path, "store:\n  # url: postgresql://x\nintake:\n  port: 9000\n")
     )
     assert settings.store.url == "" and settings.intake.port == 9000
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "homelab.lan"])
+def test_public_intake_needs_a_token(tmp_path: Path, host: str) -> None:
+    with pytest.raises(ConfigError, match="intake.token .* is required when intake.host"):
+        load_settings(write(tmp_path, f"intake: {{host: '{host}'}}\n"))
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    settings = load_settings(write(tmp_path, f"intake: {{host: '{host}', token_file: {token}}}\n"))
+    assert settings.intake.token is not None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.53"])
+def test_loopback_intake_needs_no_token(tmp_path: Path, host: str) -> None:
+    assert load_settings(write(tmp_path, f"intake: {{host: '{host}'}}\n")).intake.token is None
