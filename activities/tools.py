@@ -27,7 +27,15 @@ from activities.catalog import (
     call_maybe_async,
 )
 from core.metrics import TOOL_CALLS, TOOL_LATENCY
-from core.models import PreparedWrite, Reversibility, TargetRef, ToolCall, ToolErrorKind, ToolResult
+from core.models import (
+    PreparedWrite,
+    Reversibility,
+    RiskLevel,
+    TargetRef,
+    ToolCall,
+    ToolErrorKind,
+    ToolResult,
+)
 from core.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -152,8 +160,10 @@ class ToolRunner:
         )
 
     async def prepare(self, call: ToolCall) -> PreparedWrite:
+        level = RiskLevel.HARD  # an unknown tool: the strictest, it will fail anyway
         try:
             spec = self.catalog.get(call.tool)
+            level = spec.level
             if not spec.is_write:
                 raise ToolFailure(ToolErrorKind.INVALID, f"{spec.name} is a read tool, not a write")
             return await self._prepare(spec, self.context(spec, call))
@@ -163,6 +173,7 @@ class ToolRunner:
             return PreparedWrite(
                 preview="",
                 reversibility=Reversibility.IRREVERSIBLE,
+                default_level=level,  # the change log shows the tool's real level
                 error=ToolFailure(failure.kind, redact_text(failure.message)).to_error(),
             )
 

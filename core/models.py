@@ -111,6 +111,9 @@ class ToolError(Model):
     kind: ToolErrorKind
     message: str
 
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.message}"
+
 
 class ToolCall(Model):
     tool: str

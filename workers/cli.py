@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.config import ConfigError, Settings, load_settings
+from core.models import IncidentState
 from workers.demo import demo_app
 
 T = TypeVar("T")
@@ -226,22 +227,8 @@ def incidents_list(
     out.print(table)
 
 
-@incident_app.command("show")
-def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOpt) -> None:
-    """One incident's full state: triage, evidence, plan, actions, approvals, verification."""
-    from workers.operations import OperationError, show_incident
-
-    async def go() -> Any:
-        client, store = await _client_and_store()
-        return await show_incident(client, store, ident)
-
-    try:
-        s = run(go())
-    except OperationError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        out.print_json(s.model_dump_json())
-        return
+def incident_lines(s: IncidentState) -> list[str]:
+    """``incident show`` as text: values as a user reads them, never Python reprs."""
     lines = [
         f"{s.workflow_id}  {s.alert.name}  phase {s.phase.value}"
         f"  outcome {s.outcome.value if s.outcome else '-'}"
@@ -255,7 +242,7 @@ def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool 
     lines += [f"  evidence {e.key}: {'ok' if e.ok else e.error}" for e in s.evidence]
     if s.plan:
         lines.append(f"plan ({s.plan.source}, confidence {s.plan.confidence}):")
-        lines += [f"  {a.id} {a.tool} {a.target} {a.params}" for a in s.plan.actions]
+        lines += [f"  {a.id} {a.tool} {a.target} {json.dumps(a.params)}" for a in s.plan.actions]
         lines += [f"  note: {n}" for n in s.plan.notes]
         lines += [
             f"  llm {a.provider} {a.round}: {a.outcome}"
@@ -281,7 +268,26 @@ def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool 
         )
     lines += [f"rollback: {r}" for r in s.rollbacks]
     lines += [f"note: {n}" for n in s.notes]
-    say(*lines)
+    return lines
+
+
+@incident_app.command("show")
+def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOpt) -> None:
+    """One incident's full state: triage, evidence, plan, actions, approvals, verification."""
+    from workers.operations import OperationError, show_incident
+
+    async def go() -> Any:
+        client, store = await _client_and_store()
+        return await show_incident(client, store, ident)
+
+    try:
+        s = run(go())
+    except OperationError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(s.model_dump_json())
+        return
+    say(*incident_lines(s))
 
 
 def _decide(ident: str, approve: bool, approver: str | None, action: str, reason: str) -> None:

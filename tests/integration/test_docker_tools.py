@@ -18,7 +18,7 @@ from activities.catalog import TargetClients
 from activities.tools import ToolRunner
 from activities.toolsets import default_catalog
 from core.config import Settings
-from core.models import Reversibility, TargetRef, ToolCall, ToolErrorKind, ToolResult
+from core.models import Reversibility, RiskLevel, TargetRef, ToolCall, ToolErrorKind, ToolResult
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
 
 pytestmark = pytest.mark.integration
@@ -199,6 +199,43 @@ async def test_start_stop_restart_are_guarded(
         retried = await runner.run(restart.model_copy(update={"before": before}))
         c.reload()
         assert retried.ok and c.attrs["State"]["StartedAt"] == restarted_at  # not restarted twice
+
+
+async def test_restart_of_a_process_that_ignores_sigterm_uses_the_stop_timeout(
+    runner: ToolRunner, engine: docker_sdk.DockerClient
+) -> None:
+    """PID 1 here ignores SIGTERM (a shell as PID 1 has no default handler): a restart waits the
+    whole stop timeout, so the timeout is a parameter and the preview says how long it may take."""
+    ignores_term = "trap '' TERM; while true; do sleep 1; done"
+    name = f"t-{uuid.uuid4().hex[:8]}"  # docker-py's run() has no stop_timeout: the API has
+    engine.api.create_container(
+        BUSYBOX_IMAGE, ["sh", "-c", ignores_term], name=name, stop_timeout=2
+    )
+    engine.api.start(name)
+    c = engine.containers.get(name)
+    try:
+        own = await runner.prepare(ToolCall(tool="docker.restart", target=ref(c.name)))
+        assert "SIGKILL after 2s: it may take up to 2s to stop" in own.preview  # the container's
+
+        call = ToolCall(tool="docker.restart", target=ref(c.name), params={"timeout": 1})
+        prepared = await runner.prepare(call)
+        assert "SIGTERM, then SIGKILL after 1s: it may take up to 1s to stop" in prepared.preview
+        started = time.monotonic()
+        result = await runner.run(call.model_copy(update={"before": prepared.before}))
+        elapsed = time.monotonic() - started
+        assert result.ok and result.data["running"]
+        assert elapsed < 6, f"restart took {elapsed:.1f}s with a 1 s stop timeout"
+        c.reload()
+        assert c.attrs["State"]["StartedAt"] != prepared.before["started_at"]
+    finally:
+        c.remove(force=True)
+
+
+async def test_a_write_that_cannot_be_prepared_keeps_its_real_level(runner: ToolRunner) -> None:
+    """The change log once showed HARD for a SOFT tool whose preparation failed."""
+    prepared = await runner.prepare(ToolCall(tool="docker.restart", target=ref("no-such-thing")))
+    assert prepared.error is not None and prepared.error.kind is ToolErrorKind.NOT_FOUND
+    assert prepared.default_level is RiskLevel.SOFT
 
 
 async def test_prune_images_removes_exactly_what_was_previewed(

@@ -221,3 +221,66 @@ async def test_alert_for_an_unconfigured_server_is_escalated_with_a_note(
         assert any("no such target" in n and "unknown-host:9187" in n for n in state.notes), (
             state.notes
         )
+
+
+async def test_long_transaction_ended_by_its_cancel_resolves(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, lab: Postgres, tmp_path: Path
+) -> None:
+    """psql -c exits when its query is cancelled, so the session is gone before the runbook's
+    second step: terminate is a recorded no-op, not a failure that rolls back and escalates."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from activities.runbooks import BUILTIN_DIR
+
+    db = new_database(lab, "reports")
+    # The built-in runbook, with its 10-minute thresholds at 2 s (a user runbook replaces a
+    # built-in of the same name): the same two steps, the same tools.
+    book = yaml.safe_load((BUILTIN_DIR / "postgres" / "long-running-transaction.yaml").read_text())
+    text = yaml.safe_dump(book).replace("600", "2")
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    (books / "long-running-transaction.yaml").write_text(text)
+
+    psql = shutil.which("psql") or "/usr/bin/psql"
+    client = subprocess.Popen(
+        [psql, lab.dsn(db, user="app"), "-X", "-c", "BEGIN; SELECT pg_sleep(600)"],
+        env={"PGAPPNAME": "nightly-report", "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def in_transaction() -> bool:
+            with superuser(lab) as conn:
+                row = conn.execute(
+                    "SELECT now() - xact_start > interval '2.5 seconds' FROM pg_stat_activity"
+                    " WHERE application_name = 'nightly-report' AND state = 'active'"
+                ).fetchone()
+            return bool(row and row[0])
+
+        wait_until(in_transaction, what="a transaction open for 2.5 s")
+        async with running_stack(
+            dev_env, docker_engine, tmp_path, postgres=lab_targets(lab), runbook_dirs=[books]
+        ) as stack:
+            alert = pg_alert("PostgresqlLongRunningTransaction", datname=db)
+            assert (await stack.post(alertmanager_payload(alert))).status_code == 202
+            state = await stack.result(f"incident-{alert['fingerprint']}")
+
+            assert client.wait(10) != 0  # psql saw the cancel and closed its connection
+            assert state.outcome is Outcome.RESOLVED, state.notes
+            assert [(a.action.tool, a.level, a.result) for a in state.actions] == [
+                ("postgres.cancel_query", RiskLevel.SOFT, ChangeResult.APPLIED),
+                ("postgres.terminate_backend", RiskLevel.SOFT, ChangeResult.SKIPPED),
+            ]
+            skipped = state.actions[1]
+            assert "no longer exists" in skipped.preview and skipped.error
+            changes = {c.action: c for c in stack.store.list_changes(state.workflow_id)}
+            terminate = changes["postgres.terminate_backend"]
+            assert terminate.result is ChangeResult.SKIPPED and terminate.level is RiskLevel.SOFT
+            assert "no longer exists" in terminate.preview
+            assert state.verification is not None and state.verification.passed
+    finally:
+        client.kill()

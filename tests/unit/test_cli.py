@@ -80,3 +80,65 @@ def test_tools_list_json_is_the_catalog() -> None:
 def test_approve_without_identity_is_a_usage_error(tmp_path: Path) -> None:
     done = cli("approve", "incident-x", env={"HOMELAB_APPROVER": ""})
     assert done.returncode == 2 and "--approver" in done.stderr
+
+
+def test_incident_show_prints_values_not_python_reprs() -> None:
+    """`incident show` once printed kind=<ToolErrorKind.UNREACHABLE: 'unreachable'>."""
+    from datetime import UTC, datetime
+
+    from core.models import (
+        Action,
+        ActionOutcome,
+        Alert,
+        AlertStatus,
+        ApprovalVerdict,
+        ChangeResult,
+        Evidence,
+        IncidentState,
+        Outcome,
+        Phase,
+        Plan,
+        RiskLevel,
+        TargetRef,
+        ToolError,
+        ToolErrorKind,
+    )
+    from workers.cli import incident_lines
+
+    now = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+    target = TargetRef(service="docker", target="lab", resource="web")
+    action = Action(id="a1", tool="docker.start", target=target, params={"timeout": 5})
+    state = IncidentState(
+        incident_id="incident-x",
+        workflow_id="incident-x",
+        alert=Alert(
+            name="ContainerKilled", status=AlertStatus.FIRING, fingerprint="x", starts_at=now
+        ),
+        phase=Phase.ESCALATED,
+        opened_at=now,
+        evidence=[
+            Evidence(
+                key="inspect",
+                tool="docker.inspect",
+                target=str(target),
+                ok=False,
+                error=ToolError(kind=ToolErrorKind.UNREACHABLE, message="engine lab is down"),
+            )
+        ],
+        plan=Plan(source="runbook", actions=[action]),
+        actions=[
+            ActionOutcome(
+                action=action,
+                level=RiskLevel.SOFT,
+                approval=ApprovalVerdict.NOT_REQUIRED,
+                result=ChangeResult.SKIPPED,
+            )
+        ],
+        outcome=Outcome.ESCALATED,
+    )
+    text = "\n".join(incident_lines(state))
+    assert "evidence inspect: unreachable: engine lab is down" in text
+    assert 'a1 docker.start docker:lab/web {"timeout": 5}' in text
+    assert "SOFT/not_required" in text and "outcome escalated" in text
+    for repr_marker in ("<", "ToolErrorKind", "RiskLevel.", "kind="):
+        assert repr_marker not in text, text

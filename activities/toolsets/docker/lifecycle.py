@@ -24,7 +24,9 @@ from core.units import parse_size
 
 
 def capture_state(ctx: ToolContext[Any]) -> dict[str, Any]:
-    data = describe_container(container_for(ctx))
+    container = container_for(ctx)
+    data = describe_container(container)
+    config = container.attrs.get("Config", {})
     return {
         "status": data["state"]["status"],
         "running": data["state"]["running"],
@@ -32,6 +34,8 @@ def capture_state(ctx: ToolContext[Any]) -> dict[str, Any]:
         "exit_code": data["state"]["exit_code"],
         "restart_count": data["restart_count"],
         "image": data["image"],
+        "stop_timeout": config.get("StopTimeout"),
+        "stop_signal": config.get("StopSignal") or "",
     }
 
 
@@ -46,9 +50,32 @@ def _already_restarted(ctx: ToolContext[Any], container: Container) -> bool:
     )
 
 
+DOCKER_STOP_TIMEOUT = 10  # the engine's default grace between SIGTERM and SIGKILL
+
+
 class StopParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timeout: int = Field(default=10, ge=0, le=300, description="seconds before SIGKILL")
+    timeout: int | None = Field(
+        default=None,
+        ge=0,
+        le=300,
+        description="seconds between SIGTERM and SIGKILL; default: the container's own stop "
+        "timeout (docker run --stop-timeout), else Docker's 10 s",
+    )
+
+
+def stop_grace(ctx: ToolContext[StopParams], before: dict[str, Any]) -> int:
+    """The stop timeout the write will use: the call's, the container's, or Docker's default."""
+    if ctx.params.timeout is not None:
+        return ctx.params.timeout
+    own = before.get("stop_timeout")
+    return int(own) if isinstance(own, int) else DOCKER_STOP_TIMEOUT
+
+
+def _stop_note(ctx: ToolContext[StopParams], before: dict[str, Any]) -> str:
+    grace = stop_grace(ctx, before)
+    signal = before.get("stop_signal") or "SIGTERM"
+    return f"{signal}, then SIGKILL after {grace}s: it may take up to {grace}s to stop"
 
 
 def _state_after(container: Container, note: str) -> dict[str, Any]:
@@ -99,15 +126,15 @@ def start(ctx: ToolContext[NoParams]) -> dict[str, Any]:
     reversibility=Reversibility.STATELESS,
     capture=capture_state,
     preview=lambda ctx, b: (
-        f"restart container {ctx.where()} (now {b['status']}, restart count {b['restart_count']}, "
-        f"stop timeout {ctx.params.timeout}s)"
+        f"restart container {ctx.where()} (now {b['status']}, restart count {b['restart_count']}): "
+        f"{_stop_note(ctx, b)}, then start"
     ),
 )
 def restart(ctx: ToolContext[StopParams]) -> dict[str, Any]:
     container = container_for(ctx)
     if _already_restarted(ctx, container):
         return _state_after(container, f"{ctx.where()} was already restarted by this change")
-    container.restart(timeout=ctx.params.timeout)
+    container.restart(timeout=stop_grace(ctx, ctx.before or capture_state(ctx)))
     return _state_after(container, f"restarted {ctx.where()}")
 
 
@@ -119,7 +146,7 @@ def restart(ctx: ToolContext[StopParams]) -> dict[str, Any]:
     reversibility=Reversibility.COMPENSATED,
     capture=capture_state,
     preview=lambda ctx, b: (
-        f"stop container {ctx.where()} (timeout {ctx.params.timeout}s)"
+        f"stop container {ctx.where()}: {_stop_note(ctx, b)}"
         if b["running"]
         else f"no-op: container {ctx.where()} is already {b['status']}"
     ),
@@ -130,7 +157,7 @@ def stop(ctx: ToolContext[StopParams]) -> dict[str, Any]:
     container = container_for(ctx)
     if container.status != "running":
         return _state_after(container, f"{ctx.where()} already {container.status}")
-    container.stop(timeout=ctx.params.timeout)
+    container.stop(timeout=stop_grace(ctx, ctx.before or capture_state(ctx)))
     return _state_after(container, f"stopped {ctx.where()}")
 
 

@@ -51,12 +51,21 @@ def _refuse_protected(s: dict[str, Any], verb: str) -> None:
 
 
 async def capture_backend(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
+    """The session as it is now; a session that no longer exists is captured as ``gone``.
+
+    Gone is the state cancel and terminate want (a client that closes its connection after the
+    cancel ends its transaction itself): those writes are then no-ops, not failures.
+    """
     found = await sessions(ctx, pid=ctx.params.pid)
     if not found:
-        raise ToolFailure(
-            ToolErrorKind.NOT_FOUND,
-            f"no server process with pid {ctx.params.pid} on postgres target {ctx.ref.target}",
-        )
+        return {
+            "pid": ctx.params.pid,
+            "gone": True,
+            "state": "gone",
+            "database": ctx.ref.resource or None,
+            "xact_start": None,
+            "protected": None,
+        }
     s = found[0]
     if ctx.ref.resource and s["database"] != ctx.ref.resource:
         raise ToolFailure(
@@ -67,8 +76,15 @@ async def capture_backend(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
 
 
 def _xact_gone(ctx: ToolContext[SignalParams], before: dict[str, Any]) -> bool:
+    """The session ended, or the transaction the call names is over (another one may run)."""
+    if before.get("gone"):
+        return True
     wanted = ctx.params.xact_start
     return wanted is not None and before.get("xact_start") != wanted
+
+
+def _gone_note(before: dict[str, Any]) -> str:
+    return f"no-op: pid {before['pid']} no longer exists (the session ended before this step)"
 
 
 _SIGNAL_SQL = """
@@ -134,7 +150,9 @@ async def _still_there(ctx: ToolContext[Any], s: dict[str, Any]) -> dict[str, An
     reversibility=Reversibility.STATELESS,
     capture=capture_backend,
     preview=lambda ctx, b: (
-        f"no-op: pid {b['pid']} is {b['state']}, no query running"
+        _gone_note(b)
+        if b.get("gone")
+        else f"no-op: pid {b['pid']} is {b['state']}, no query running"
         if b["state"] != "active" or _xact_gone(ctx, b)
         else f"SELECT pg_cancel_backend({b['pid']}) on {place(ctx, b['database'])}: cancel "
         f"{session_brief(b)} running for {b['query_seconds'] or 0:.0f}s"
@@ -144,6 +162,8 @@ async def _still_there(ctx: ToolContext[Any], s: dict[str, Any]) -> dict[str, An
 )
 async def cancel_query(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
     before = ctx.before or await capture_backend(ctx)
+    if before.get("gone"):
+        return {"cancelled": None, "signalled": False, "_summary": _gone_note(before)}
     _refuse_protected(before, "cancel the query of")
     sent = await _signal(
         ctx,
@@ -185,7 +205,9 @@ async def cancel_query(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
     reversibility=Reversibility.IRREVERSIBLE,
     capture=capture_backend,
     preview=lambda ctx, b: (
-        f"no-op: the transaction of pid {b['pid']} started at {ctx.params.xact_start} has ended"
+        _gone_note(b)
+        if b.get("gone")
+        else f"no-op: the transaction of pid {b['pid']} started at {ctx.params.xact_start} has ended"
         if _xact_gone(ctx, b)
         else f"SELECT pg_terminate_backend({b['pid']}) on {place(ctx, b['database'])}: end "
         f"{session_brief(b)}"
@@ -201,6 +223,8 @@ async def cancel_query(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
 )
 async def terminate_backend(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
     before = ctx.before or await capture_backend(ctx)
+    if before.get("gone"):
+        return {"terminated": [], "_summary": _gone_note(before)}
     _refuse_protected(before, "terminate")
     if await _still_there(ctx, before) is None:  # a retry after it went
         return {"terminated": [], "_summary": f"pid {before['pid']} is already gone"}
