@@ -13,6 +13,7 @@ from activities.catalog import Catalog
 from activities.planner import ALERT_KEY, ParamError, alert_evidence, resolve_param, runbook_plan
 from activities.runbooks import match
 from activities.tools import ToolRunner
+from core import contracts
 from core.config import Settings
 from core.expectations import check as expectation_check
 from core.expectations import check_all, stable_values
@@ -121,7 +122,7 @@ class IncidentActivities:
         self.runner = runner
         self.runbooks = runbooks
 
-    @activity.defn(name="incident.triage")
+    @activity.defn(name=contracts.TRIAGE.name)
     async def triage(self, alert: Alert) -> Triage:
         runbook = match(self.runbooks, alert)
         settings = self.settings
@@ -167,7 +168,7 @@ class IncidentActivities:
         info = activity.info()
         return f"{base}/namespaces/{self.settings.temporal.namespace}/workflows/{info.workflow_id}"
 
-    @activity.defn(name="plan.runbook")
+    @activity.defn(name=contracts.PLAN_RUNBOOK.name)
     async def plan(self, request: PlanRequest) -> Plan:
         return runbook_plan(request, self.catalog)
 
@@ -208,7 +209,7 @@ class IncidentActivities:
             data.append(result.data)
         return ok_all, report, data
 
-    @activity.defn(name="incident.verify")
+    @activity.defn(name=contracts.VERIFY.name)
     async def verify(self, request: VerifyRequest) -> VerificationResult:
         try:
             return await self._verify(request)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from temporalio import activity
 
+from core import contracts
 from core.metrics import NOTIFICATIONS
 from core.models import Notification
 from core.redact import redact_text
@@ -28,7 +29,7 @@ class NotifyActivities:
     def __init__(self, channels: list[Notifier]) -> None:
         self.channels = channels
 
-    @activity.defn(name="notify.event")
+    @activity.defn(name=contracts.NOTIFY.name)
     async def notify(self, note: Notification) -> int:
         """Log the event, deliver it to every channel; raise (to retry) if a channel failed."""
         if activity.info().attempt == 1:

@@ -8,6 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.store import Store
+from core import contracts
 from core.metrics import APPROVALS, CHANGES, INCIDENT_DURATION, INCIDENTS_CLOSED
 from core.models import ApprovalRecord, ChangeRecord, IncidentState
 from core.redact import redact
@@ -17,7 +18,7 @@ class RecordActivities:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    @activity.defn(name="changes.record")
+    @activity.defn(name=contracts.RECORD_CHANGE.name)
     async def record_change(self, record: ChangeRecord) -> bool:
         clean = record.model_copy(
             update={
@@ -32,21 +33,21 @@ class RecordActivities:
             CHANGES.labels(record.action, record.result.value).inc()
         return inserted
 
-    @activity.defn(name="changes.get")
+    @activity.defn(name=contracts.GET_CHANGE.name)
     async def get_change(self, change_id: str) -> ChangeRecord:
         record = await asyncio.to_thread(self.store.get_change, change_id)
         if record is None:
             raise ApplicationError(f"no change {change_id!r} in the change log", non_retryable=True)
         return record
 
-    @activity.defn(name="approvals.record")
+    @activity.defn(name=contracts.RECORD_APPROVAL.name)
     async def record_approval(self, workflow_id: str, record: ApprovalRecord) -> bool:
         inserted = await asyncio.to_thread(self.store.record_approval, workflow_id, record)
         if inserted and record.accepted:
             APPROVALS.labels(record.verdict.value, record.via).inc()
         return inserted
 
-    @activity.defn(name="incidents.record")
+    @activity.defn(name=contracts.RECORD_INCIDENT.name)
     async def record_incident(self, state: IncidentState) -> None:
         await asyncio.to_thread(
             self.store.record_incident, state, activity.info().workflow_run_id or ""
@@ -58,6 +59,6 @@ class RecordActivities:
                 (state.closed_at - state.opened_at).total_seconds()
             )
 
-    @activity.defn(name="control.paused")
+    @activity.defn(name=contracts.PAUSED.name)
     async def paused(self) -> bool:
         return bool((await asyncio.to_thread(self.store.paused))["paused"])

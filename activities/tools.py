@@ -26,6 +26,7 @@ from activities.catalog import (
     ToolSpec,
     call_maybe_async,
 )
+from core import contracts
 from core.metrics import TOOL_CALLS, TOOL_LATENCY
 from core.models import (
     PreparedWrite,
@@ -221,7 +222,7 @@ class ToolActivities:
     def all(self) -> list[Callable[..., Any]]:
         runner = self.runner
 
-        @activity.defn(name="tool.prepare")
+        @activity.defn(name=contracts.PREPARE.name)
         async def prepare(call: ToolCall) -> PreparedWrite:
             async with heartbeating():
                 return await runner.prepare(call)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from temporalio import activity
 
 from approval.policy import decide
+from core import contracts
 from core.config import Settings
 from core.models import PolicyDecision, PolicyRequest
 
@@ -19,7 +20,7 @@ class PolicyActivities:
         self.settings = settings
         self.count_recent_writes = count_recent_writes
 
-    @activity.defn(name="policy.evaluate")
+    @activity.defn(name=contracts.POLICY.name)
     async def evaluate(self, request: PolicyRequest) -> PolicyDecision:
         recent = await asyncio.to_thread(self.count_recent_writes, str(request.target))
         return decide(self.settings, request, recent)

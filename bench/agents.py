@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ async def running_agents(root: Path, task_queue: str, **sections: Any) -> AsyncI
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(Path(sys.prefix) / "bin" / "temporal"),
         search_attributes=search_attributes.ALL,
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     settings = Settings(
         temporal={

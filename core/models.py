@@ -677,6 +677,15 @@ class LockRequest(Model):
     task_queue: str
     holder_workflow_id: str
     request_id: str
+    holder_run_id: str = ""
+
+
+class LockGrant(Model):
+    """The answer to a lock request: granted, or who holds it (the requester is queued)."""
+
+    granted: bool
+    holder: str = ""
+    took_over_from: str = Field(default="", description="a closed holder whose lock was taken")
 
 
 class Notification(Model):

@@ -23,6 +23,10 @@ from core.models import (
 )
 from workflows import search_attributes as sa
 from workflows.incident import IncidentWorkflow
+from workflows.rollback import RollbackWorkflow
+
+INCIDENT_TYPES = "WorkflowType IN ('IncidentWorkflow', 'RollbackWorkflow')"
+"""What users call incidents (target locks and scheduled jobs are not)."""
 
 
 class OperationError(Exception):
@@ -51,7 +55,7 @@ def workflow_id(ident: str) -> str:
 async def list_incidents(
     client: Client, limit: int = 50, open_only: bool = False
 ) -> list[IncidentRow]:
-    query = "WorkflowType = 'IncidentWorkflow'"
+    query = INCIDENT_TYPES
     if open_only:
         query += " AND ExecutionStatus = 'Running'"
     rows: list[IncidentRow] = []
@@ -120,7 +124,7 @@ async def set_paused(
     """Flip the durable kill switch, then wake running incidents; returns how many were told."""
     await asyncio.to_thread(store.set_paused, paused, actor, reason)
     told = 0
-    query = "WorkflowType = 'IncidentWorkflow' AND ExecutionStatus = 'Running'"
+    query = f"{INCIDENT_TYPES} AND ExecutionStatus = 'Running'"
     async for wf in client.list_workflows(query):
         try:
             await client.get_workflow_handle(wf.id, run_id=wf.run_id).signal(
@@ -159,7 +163,7 @@ async def start_rollback(client: Client, settings: Settings, store: Store, chang
     )
     wid = f"rollback-{change_id}"
     await client.start_workflow(
-        IncidentWorkflow.run,
+        RollbackWorkflow.run,
         IncidentInput(alert=alert, rollback_of=change_id),
         id=wid,
         task_queue=settings.temporal.task_queue,

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -25,50 +23,12 @@ from workers.devserver import DevServer
 from workers.docker_events import DockerEventsWatcher
 from workers.intake import create_app
 from workers.routing import AlertRouter
+from workers.supervisor import Supervisor, install_signal_handlers
 from workers.temporal_client import address, connect, ensure_search_attributes
 from workers.worker import build_components, build_worker
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
-
-
-class Supervisor:
-    """Keeps named components running until asked to stop."""
-
-    def __init__(self) -> None:
-        self.stopping = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def add(self, name: str, factory: Callable[[], Awaitable[Any]]) -> None:
-        self.tasks.append(asyncio.create_task(self._keep(name, factory), name=name))
-
-    async def _keep(self, name: str, factory: Callable[[], Awaitable[Any]]) -> None:
-        backoff = 1.0
-        while not self.stopping.is_set():
-            try:
-                await factory()
-                if self.stopping.is_set():
-                    return
-                log.warning("%s exited; restarting in %.0fs", name, backoff)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s crashed; restarting in %.0fs", name, backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=backoff)
-            backoff = min(backoff * 2, 30)
-
-    async def stop(self) -> None:
-        self.stopping.set()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-def _install_signal_handlers(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
 
 
 def _notifiers(settings: Settings) -> list[Notifier]:
@@ -115,7 +75,7 @@ async def _serve_intake(settings: Settings, router: AlertRouter, store: Store | 
 
 async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     stop = asyncio.Event()
-    _install_signal_handlers(stop)
+    install_signal_handlers(stop)
     dev: DevServer | None = None
     if not settings.temporal.address:
         dev = DevServer(settings)
@@ -184,7 +144,7 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
 
 async def run_worker(settings: Settings) -> None:
     stop = asyncio.Event()
-    _install_signal_handlers(stop)
+    install_signal_handlers(stop)
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal.namespace)
     parts = build_components(settings, _notifiers(settings))
@@ -204,7 +164,7 @@ async def run_worker(settings: Settings) -> None:
 
 async def run_intake(settings: Settings) -> None:
     stop = asyncio.Event()
-    _install_signal_handlers(stop)
+    install_signal_handlers(stop)
     client = await connect(settings)
     router = AlertRouter(client, settings.temporal.task_queue)
     watcher = DockerEventsWatcher(settings, router.route)

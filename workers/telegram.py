@@ -33,6 +33,7 @@ from approval.telegram_notifier import TelegramNotifier
 from core.config import Settings
 from core.models import ApprovalDecision, ApprovalRecord, IncidentState
 from workers import operations
+from workers.supervisor import Supervisor, install_signal_handlers
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -196,11 +197,10 @@ async def _start_webhook(settings: Settings, app: Any) -> tuple[uvicorn.Server, 
 
 async def run_bot(settings: Settings) -> None:
     """`homelab-agents bot`: the bot alone, restarted with backoff if it crashes."""
-    from workers.stack import Supervisor, _install_signal_handlers
     from workers.temporal_client import address, connect
 
     stop = asyncio.Event()
-    _install_signal_handlers(stop)
+    install_signal_handlers(stop)
     try:
         client = await connect(settings)
     except Exception as exc:

@@ -24,11 +24,12 @@ from activities.toolsets import default_catalog
 from approval.gate import PolicyActivities
 from core.config import Settings
 from workflows.incident import IncidentWorkflow
+from workflows.rollback import RollbackWorkflow
 from workflows.target_lock import TargetLockWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: list[type] = [IncidentWorkflow, TargetLockWorkflow]
+WORKFLOWS: list[type] = [IncidentWorkflow, RollbackWorkflow, TargetLockWorkflow]
 
 
 @dataclass
@@ -71,7 +72,7 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     llm = LLMActivities(settings, parts.catalog, parts.store)
     records = RecordActivities(parts.store)
     policy = PolicyActivities(settings, parts.store.count_recent_writes)
-    locks = LockActivities(client)
+    locks = LockActivities(client, parts.store)
     notify = NotifyActivities(parts.notifiers)
     return [
         *ToolActivities(runner).all(),
@@ -86,6 +87,9 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         records.record_incident,
         records.paused,
         policy.evaluate,
+        locks.take,
+        locks.release,
+        locks.check,
         locks.acquire,
         notify.notify,
     ]

@@ -23,6 +23,7 @@ from activities.llm import client
 from activities.llm.prompt import RAW_OUTPUT_LIMIT, build_messages, offered_tools
 from activities.llm.validate import draft_schema, parse_answer, validate_draft
 from activities.store import Store
+from core import contracts
 from core.config import LLMProvider, LLMSettings, Settings
 from core.metrics import LLM_COST, LLM_LATENCY, LLM_MONTH_SPEND, LLM_REQUESTS, LLM_TOKENS
 from core.models import PlanRequest
@@ -108,7 +109,7 @@ class LLMActivities:
         LLM_MONTH_SPEND.set(spent)
         return spent
 
-    @activity.defn(name="llm.route")
+    @activity.defn(name=contracts.LLM_ROUTE.name)
     async def route(self, request: PlanRequest) -> LLMRoute:
         llm = self.llm
         triage = request.triage
@@ -196,7 +197,7 @@ class LLMActivities:
             )
         )
 
-    @activity.defn(name="llm.plan")
+    @activity.defn(name=contracts.LLM_PLAN.name)
     async def plan(self, req: LLMPlanRequest) -> LLMPlanOutcome:
         provider = self._provider(req.provider)
         llm = self.llm

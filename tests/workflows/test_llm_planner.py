@@ -323,7 +323,7 @@ async def test_the_llm_can_never_lower_a_level(
 ) -> None:
     stop = plan_with(tool="docker.stop", params={"timeout": 1}, level="NONE", approved=True)
     settings = settings_with(settings_factory, [provider(llm.route("pushy", plan=stop), "pushy")])
-    docker = FakeDocker(running=False)
+    docker = FakeDocker(running=True)  # a stop that would do something
     async with running(ts_env, settings, docker) as parts:
         state, handle = await run_incident(ts_env, settings, alert())
 

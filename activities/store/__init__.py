@@ -1,0 +1,26 @@
+"""The SQL store: change log, approval records, incident records, kill switch, bot and LLM state.
+
+SQLAlchemy Core over SQLite (default) or PostgreSQL (psycopg 3), with the same schema and queries.
+The change log and approval records are append-only, enforced by triggers in the database itself;
+a rollback is a new change that names the one it undoes (``rollback_of``). One module per job;
+``Store`` is all of them over one engine.
+"""
+
+from activities.store.approvals import Approvals
+from activities.store.base import StoreBase, engine_url
+from activities.store.changes import ChangeLog
+from activities.store.control import Control
+from activities.store.incidents import Incidents
+from activities.store.llm import LLMLedger
+from activities.store.locks import TargetLocks
+from activities.store.schema import MIGRATIONS
+from activities.store.telegram import TelegramState
+
+
+class Store(
+    ChangeLog, Approvals, Incidents, Control, TargetLocks, TelegramState, LLMLedger, StoreBase
+):
+    """Synchronous store; activities call it through ``asyncio.to_thread``."""
+
+
+__all__ = ["MIGRATIONS", "Store", "engine_url"]

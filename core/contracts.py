@@ -1,0 +1,83 @@
+"""The fixed activities' contracts: name, input and output, declared once for both sides.
+
+Activities register under ``contract.name`` and the workflows call through the same object
+(``workflows.calls.call``), so an activity name is never a string repeated on two sides, and a
+test checks that every contract has exactly one implementation with these types. Names follow
+``<area>.<verb>``; they are part of workflow histories, so a rename needs ``workflow.patched``.
+Catalog tools are not here: each is an activity named after the tool (``docker.start``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from core.models import (
+    Alert,
+    ApprovalRecord,
+    ChangeRecord,
+    IncidentState,
+    LockGrant,
+    LockRequest,
+    Notification,
+    Plan,
+    PlanRequest,
+    PolicyDecision,
+    PolicyRequest,
+    PreparedWrite,
+    ToolCall,
+    Triage,
+    VerificationResult,
+    VerifyRequest,
+)
+from core.planning import LLMPlanOutcome, LLMPlanRequest, LLMRoute
+
+Out = TypeVar("Out")
+
+
+@dataclass(frozen=True)
+class Contract(Generic[Out]):
+    """An activity's name, the types of its arguments, and the type of its result."""
+
+    name: str
+    inputs: tuple[type[Any], ...]
+    output: type[Out]
+
+
+TRIAGE = Contract("incident.triage", (Alert,), Triage)
+VERIFY = Contract("incident.verify", (VerifyRequest,), VerificationResult)
+PLAN_RUNBOOK = Contract("plan.runbook", (PlanRequest,), Plan)
+LLM_ROUTE = Contract("llm.route", (PlanRequest,), LLMRoute)
+LLM_PLAN = Contract("llm.plan", (LLMPlanRequest,), LLMPlanOutcome)
+PREPARE = Contract("tool.prepare", (ToolCall,), PreparedWrite)
+POLICY = Contract("policy.evaluate", (PolicyRequest,), PolicyDecision)
+RECORD_CHANGE = Contract("changes.record", (ChangeRecord,), bool)
+GET_CHANGE = Contract("changes.get", (str,), ChangeRecord)
+RECORD_APPROVAL = Contract("approvals.record", (str, ApprovalRecord), bool)
+RECORD_INCIDENT = Contract("incidents.record", (IncidentState,), type(None))
+PAUSED = Contract("control.paused", (), bool)
+LOCK_TAKE = Contract("lock.take", (LockRequest,), LockGrant)
+LOCK_RELEASE = Contract("lock.release", (LockRequest,), int)
+LOCK_CHECK = Contract("lock.check", (LockRequest,), bool)
+LOCK_ACQUIRE = Contract("lock.acquire", (LockRequest,), type(None))  # 0.1 lock workflows
+NOTIFY = Contract("notify.event", (Notification,), int)
+
+ALL: list[Contract[Any]] = [
+    TRIAGE,
+    VERIFY,
+    PLAN_RUNBOOK,
+    LLM_ROUTE,
+    LLM_PLAN,
+    PREPARE,
+    POLICY,
+    RECORD_CHANGE,
+    GET_CHANGE,
+    RECORD_APPROVAL,
+    RECORD_INCIDENT,
+    PAUSED,
+    LOCK_TAKE,
+    LOCK_RELEASE,
+    LOCK_CHECK,
+    LOCK_ACQUIRE,
+    NOTIFY,
+]

@@ -1,0 +1,204 @@
+"""What every incident-shaped workflow shares: its state, helpers, message handlers and close.
+
+``IncidentWorkflow`` and ``RollbackWorkflow`` inherit this and only tell their own story in
+``run``. The state is the one the ``state`` query, ``incident show`` and the Web UI's current
+details read; the outcome becomes visible together with the final phase, never before it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from core import contracts
+    from core.models import (
+        Alert,
+        AlertStatus,
+        ApprovalDecision,
+        ApprovalRecord,
+        ApprovalRequest,
+        ApprovalSignal,
+        IncidentInput,
+        IncidentState,
+        Notification,
+        Outcome,
+        Phase,
+        Triage,
+    )
+    from workflows import details, options
+    from workflows import search_attributes as sa
+    from workflows.approval_gate import ApprovalGate
+    from workflows.calls import call
+    from workflows.outbox import Outbox
+    from workflows.remediation import KillSwitch
+    from workflows.saga import Saga
+    from workflows.target_lock import TargetLock
+
+
+class IncidentFlow:
+    @workflow.init
+    def __init__(self, inp: IncidentInput) -> None:
+        info = workflow.info()
+        self.input = inp
+        self.state = IncidentState(
+            incident_id=info.workflow_id,
+            workflow_id=info.workflow_id,
+            alert=inp.alert,
+            phase=Phase.TRIAGE,
+            opened_at=workflow.now(),
+        )
+        self.saga = Saga()
+        self.outbox = Outbox()
+        self.lock = TargetLock()
+        self.kill_switch = KillSwitch()
+        self.gate = ApprovalGate(self.state, self.notify, self.set_phase)
+        self.finished: Outcome | None = None  # published with the final phase, in close()
+
+    # --- triage --------------------------------------------------------------------------------
+
+    async def triage(self) -> Triage:
+        triage = await call(
+            contracts.TRIAGE, self.state.alert, summary="triage", **options.internal()
+        )
+        self.state.triage = triage
+        self.gate.approvers = list(triage.approvers)
+        self.state.notes.extend(triage.notes)
+        workflow.upsert_search_attributes(
+            [
+                sa.SERVICE.value_set(triage.service or "unknown"),
+                sa.TARGET.value_set(str(triage.target) if triage.target else "unknown"),
+                sa.SEVERITY.value_set(triage.severity),
+                sa.ALERT.value_set(self.state.alert.name),
+            ]
+        )
+        self.show()
+        return triage
+
+    @property
+    def approval_timeout(self) -> timedelta:
+        assert self.state.triage is not None
+        return self.state.triage.approval_timeout
+
+    @property
+    def critical(self) -> bool:
+        return bool(self.state.triage and self.state.triage.critical)
+
+    # --- phases, outcome, notifications --------------------------------------------------------
+
+    async def set_phase(self, phase: Phase) -> None:
+        self.state.phase = phase
+        workflow.upsert_search_attributes([sa.PHASE.value_set(phase.value)])
+        self.show()
+
+    def show(self) -> None:
+        workflow.set_current_details(details.render(self.state))
+
+    def notify(
+        self,
+        kind: str,
+        title: str,
+        lines: list[str] | None = None,
+        approval: ApprovalRequest | None = None,
+        action_id: str = "",
+        verdict: str = "",
+    ) -> None:
+        s = self.state
+        self.outbox.send(
+            Notification(
+                kind=kind,
+                incident_id=s.incident_id,
+                workflow_id=s.workflow_id,
+                title=title,
+                lines=[line for line in (lines or []) if line],
+                severity=s.alert.severity,
+                ui_url=s.triage.ui_url if s.triage else "",
+                approval=approval,
+                action_id=action_id,
+                verdict=verdict,
+            )
+        )
+        s.notifications_sent = self.outbox.sent
+
+    def finish(self, outcome: Outcome) -> None:
+        """The outcome the incident closes with (shown at close, with its final phase)."""
+        self.finished = outcome
+
+    async def escalate(self, reasons: list[str], rolled_back: bool = False) -> None:
+        """A human must look: the outcome and the Escalated phase are set together."""
+        self.state.notes.extend(r for r in reasons if r)
+        self.finished = Outcome.ROLLED_BACK if rolled_back else Outcome.ESCALATED
+        self.state.outcome = self.finished
+        await self.set_phase(Phase.ESCALATED)
+        self.notify("escalated", f"Escalated: {self.state.alert.name}", reasons)
+
+    async def close(self) -> IncidentState:
+        s = self.state
+        outcome = s.outcome = self.finished or Outcome.ESCALATED
+        if outcome in (Outcome.ESCALATED, Outcome.ROLLED_BACK):
+            final = Phase.ESCALATED
+        elif outcome is Outcome.DRY_RUN:
+            final = Phase.CLOSED
+        else:
+            final = Phase.RESOLVED
+        s.closed_at = workflow.now()
+        await self.set_phase(final)
+        await self.gate.save()
+        await call(contracts.RECORD_INCIDENT, s, summary="incident record", **options.internal())
+        if final is not Phase.ESCALATED:
+            self.notify(
+                "resolved",
+                f"{outcome.value}: {s.alert.name}",
+                [f"{a.action.tool}: {a.result.value}" for a in s.actions],
+            )
+        await self.outbox.drain()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return s
+
+    # --- messages ------------------------------------------------------------------------------
+
+    @workflow.update
+    def decide(self, decision: ApprovalDecision) -> ApprovalRecord:
+        return self.gate.accept(decision)
+
+    @decide.validator
+    def _validate_decide(self, decision: ApprovalDecision) -> None:
+        problem = self.gate.problem(decision.action_id, decision.approver)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.signal
+    def approve(self, sig: ApprovalSignal) -> None:
+        self.gate.signal(sig, True)
+
+    @workflow.signal
+    def deny(self, sig: ApprovalSignal) -> None:
+        self.gate.signal(sig, False)
+
+    @workflow.signal
+    def alert(self, alert: Alert) -> None:
+        """Re-notifications and the resolved notification of the same alert."""
+        if alert.status is AlertStatus.RESOLVED:
+            self.state.alert_resolved = True
+        else:
+            self.state.alert = self.state.alert.model_copy(
+                update={"annotations": alert.annotations}
+            )
+        self.state.alerts_received += 1
+
+    @workflow.signal
+    def pause(self) -> None:
+        self.kill_switch.hint = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self.kill_switch.hint = False
+
+    @workflow.signal
+    def lock_granted(self, request_id: str) -> None:
+        self.lock.grant(request_id)
+
+    @workflow.query(name="state")
+    def get_state(self) -> IncidentState:
+        return self.state
