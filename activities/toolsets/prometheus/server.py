@@ -8,10 +8,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import ToolContext
-from activities.toolsets.prometheus.client import TOOLSET, api_for, data
+from activities.toolsets.prometheus.client import TOOLSET, api_for, data, self_metrics
 from core.units import seconds_since
 
 ERROR_CHARS = 500
+TSDB_COUNTERS = {
+    "compactions_failed": "prometheus_tsdb_compactions_failed_total",
+    "compactions": "prometheus_tsdb_compactions_total",
+    "head_truncations_failed": "prometheus_tsdb_head_truncations_failed_total",
+    "reloads_failed": "prometheus_tsdb_reloads_failures_total",
+    "wal_corruptions": "prometheus_tsdb_wal_corruptions_total",
+    "blocks_bytes": "prometheus_tsdb_storage_blocks_bytes",
+    "blocks_loaded": "prometheus_tsdb_blocks_loaded",
+}
 
 
 class TargetsParams(BaseModel):
@@ -195,15 +204,19 @@ def _top(entries: Any, top: int) -> list[dict[str, Any]]:
 
 @TOOLSET.read(
     "tsdb_status",
-    "TSDB head: series, chunks, label pairs, and the top metrics and labels by cardinality.",
+    "TSDB head (series, chunks, label pairs), compaction/truncation/WAL failure counters, block "
+    "bytes, and the top metrics and labels by cardinality.",
     TsdbParams,
     needs_resource=False,
 )
 async def tsdb_status(ctx: ToolContext[TsdbParams]) -> dict[str, Any]:
-    found = await data(api_for(ctx), "/api/v1/status/tsdb")
+    api = api_for(ctx)
+    found = await data(api, "/api/v1/status/tsdb")
+    counters = await self_metrics(api, *TSDB_COUNTERS.values())
     head = found.get("headStats") or {}
     top = ctx.params.top
-    out = {
+    out: dict[str, Any] = {
+        **{key: counters.get(name) for key, name in TSDB_COUNTERS.items()},
         "head_series": head.get("numSeries"),
         "head_chunks": head.get("chunkCount"),
         "label_pairs": head.get("numLabelPairs"),
@@ -213,7 +226,7 @@ async def tsdb_status(ctx: ToolContext[TsdbParams]) -> dict[str, Any]:
         "series_by_label_pair": _top(found.get("seriesCountByLabelValuePair"), top),
     }
     biggest = out["series_by_metric"][0] if out["series_by_metric"] else None
-    out["_summary"] = f"{out['head_series']} head series" + (
-        f", most: {biggest['name']} ({biggest['value']})" if biggest else ""
-    )
+    out["_summary"] = (
+        f"{out['head_series']} head series, {out['compactions_failed']} failed compactions"
+    ) + (f", most: {biggest['name']} ({biggest['value']})" if biggest else "")
     return out
