@@ -26,9 +26,7 @@ class Tools:
         self.clients = TargetClients(self.settings)
         self.runner = ToolRunner(CATALOG, self.clients)
 
-    def call(
-        self, tool: str, resource: str = "", incident: str = "", **params: Any
-    ) -> ToolCall:
+    def call(self, tool: str, resource: str = "", incident: str = "", **params: Any) -> ToolCall:
         return ToolCall(
             tool=f"{self.service}.{tool}",
             target=TargetRef(service=self.service, target=self.target, resource=resource),

@@ -109,8 +109,9 @@ async def test_rules_report_a_group_that_fails_at_evaluation(
                 break
         (group,) = failing.data["groups"]
         assert group["name"] == "many-to-many" and group["file"] == str(path)
-        assert "many-to-many" in group["failing"][0]["last_error"] or "duplicate" in (
-            group["failing"][0]["last_error"]
+        assert (
+            "many-to-many" in group["failing"][0]["last_error"]
+            or "duplicate" in (group["failing"][0]["last_error"])
         )
     finally:
         path.unlink()
