@@ -30,9 +30,11 @@ def format_bytes(size: int) -> str:
 
 
 def journal_files(state: Path) -> list[Path]:
-    """Oldest first; the last one is the active journal."""
+    """Archived files (``system@<seqnum>.journal``) oldest first, then the active ``system.journal``."""
     folder = state / "journal"
-    return sorted(folder.glob("*.journal"), key=lambda p: p.name) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.journal"), key=lambda p: ("@" not in p.name, p.name))
 
 
 def _size_arg(text: str) -> int:
@@ -119,3 +121,32 @@ def add_journal_file(state: Path, name: str, size: int) -> Path:
         handle.truncate(size)
         handle.write(b"LPKSHHRH")  # the journal file signature, so it is not an empty file
     return path
+
+
+def crash(unit: Unit) -> None:
+    """The unit's main process dies by a signal: systemd marks it failed (Result=signal)."""
+    import os
+    import signal
+    import time
+
+    pid = unit.pid
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            state = (
+                Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                if Path(f"/proc/{pid}/stat").exists()
+                else "X"
+            )
+            if state in ("Z", "X"):
+                break
+            time.sleep(0.02)
+    (unit.dir / "result").write_text("signal")
+    (unit.dir / "pid").write_text("0")
+    unit.journal(f"systemd[1]: {unit.name}: Main process exited, code=killed, status=9/KILL")
+    unit.journal(f"systemd[1]: {unit.name}: Failed with result 'signal'.")

@@ -56,12 +56,10 @@ def abs_path(value: str, what: str = "path") -> str:
     """An absolute, normalised path that cannot be read as an option or smuggle a line."""
     if not value.startswith("/") or _CONTROL.search(value) or len(value) > 4096:
         raise ToolFailure(ToolErrorKind.INVALID, f"{what} {value!r} is not an absolute path")
-    normal = posixpath.normpath(value)
-    if normal.startswith("//"):
-        normal = "/" + normal.lstrip("/")
-    if ".." in normal.split("/"):
+    if ".." in value.split("/"):
         raise ToolFailure(ToolErrorKind.INVALID, f"{what} {value!r} climbs out with '..'")
-    return normal
+    normal = posixpath.normpath(value)
+    return "/" + normal.lstrip("/") if normal.startswith("//") else normal
 
 
 def interface_name(name: str) -> str:

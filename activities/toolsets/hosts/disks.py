@@ -107,7 +107,11 @@ async def filesystems(ctx: ToolContext[Any]) -> list[dict[str, Any]]:
 
 
 async def logrotate_files(ctx: ToolContext[Any], config: str) -> list[dict[str, Any]]:
-    """The logs a config rotates (``logrotate -d``: a dry run) and their sizes now."""
+    """The logs a config rotates (``logrotate -d``: a dry run) and their sizes now.
+
+    logrotate exits 0 when it ignores a config (group/world-writable, a bad directive): its
+    ``error:`` lines make that a FAILED here, naming the reason.
+    """
     target = target_of(ctx)
     argv = ["logrotate", "-d"]
     if target.logrotate_state is not None:
@@ -117,6 +121,11 @@ async def logrotate_files(ctx: ToolContext[Any], config: str) -> list[dict[str, 
     if "No such file" in output and config in output and "considering" not in output:
         raise ToolFailure(
             ToolErrorKind.NOT_FOUND, f"logrotate config {config} is missing on {where(ctx)}"
+        )
+    errors = [line.strip() for line in output.splitlines() if line.startswith("error:")]
+    if errors:
+        raise ToolFailure(
+            ToolErrorKind.FAILED, f"logrotate {config} on {where(ctx)}: {'; '.join(errors)[:400]}"
         )
     paths = []
     for line in output.splitlines():
@@ -167,13 +176,16 @@ async def _scan(ctx: ToolContext[DiskParams], mount: str) -> dict[str, Any]:
 async def _rotatable(
     ctx: ToolContext[Any], target: HostTarget, mount: str, mounts: list[str]
 ) -> dict[str, Any]:
-    configs = []
+    configs: list[dict[str, Any]] = []
     for config in target.logrotate:
-        files = [
-            f
-            for f in await logrotate_files(ctx, str(config))
-            if mount_of(f["path"], mounts) == mount
-        ]
+        try:
+            covered = await logrotate_files(ctx, str(config))
+        except ToolFailure as failure:  # one unusable config must not hide the others
+            configs.append(
+                {"config": str(config), "files": [], "size": 0, "error": failure.message}
+            )
+            continue
+        files = [f for f in covered if mount_of(f["path"], mounts) == mount]
         configs.append(
             {"config": str(config), "files": files, "size": sum(f["size"] for f in files)}
         )
