@@ -4,6 +4,7 @@ token, and the agents' settings for that stack (no Docker engine needed)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,18 +31,19 @@ class Monitoring:
             if proc is not None:
                 proc.stop()
 
-    def fingerprint(self, alertname: str, timeout: float = 60, **labels: str) -> str:
+    async def fingerprint(self, alertname: str, timeout: float = 60, **labels: str) -> str:
         """The fingerprint Alertmanager gives the alert once it holds it (the incident's id)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            alerts = httpx.get(f"{self.am.url}/api/v2/alerts", timeout=5).json()
-            for alert in alerts:
-                found = alert["labels"]
-                if found.get("alertname") == alertname and all(
-                    found.get(k) == v for k, v in labels.items()
-                ):
-                    return str(alert["fingerprint"])
-            time.sleep(0.5)
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
+            while time.monotonic() < deadline:
+                alerts = (await http.get(f"{self.am.url}/api/v2/alerts")).json()
+                for alert in alerts:
+                    found = alert["labels"]
+                    if found.get("alertname") == alertname and all(
+                        found.get(k) == v for k, v in labels.items()
+                    ):
+                        return str(alert["fingerprint"])
+                await asyncio.sleep(0.5)
         raise AssertionError(f"Alertmanager never received {alertname} {labels}")
 
 

@@ -196,3 +196,10 @@ async def test_check_config_names_the_line_and_unreachable_is_typed(
     finally:
         await tools.aclose()
     await asyncio.sleep(0)
+
+
+async def test_doctor_probe(tools: Tools) -> None:
+    from activities.toolsets.alertmanager import probe
+
+    found = await asyncio.to_thread(probe, tools.settings.alertmanager[0])
+    assert found == "Alertmanager 0.25.0, cluster disabled"

@@ -144,3 +144,12 @@ async def test_wrong_token_and_unreachable(grafana: FakeGrafana, tmp_path: Path)
         assert down.error.kind is ToolErrorKind.UNREACHABLE
     finally:
         await tools.aclose()
+
+
+async def test_doctor_probe(tools: Tools) -> None:
+    import asyncio
+
+    from activities.toolsets.grafana import probe
+
+    found = await asyncio.to_thread(probe, tools.settings.grafana[0])
+    assert found == "Grafana 10.4.2, database ok, 2 data source(s) visible to the token"

@@ -75,7 +75,7 @@ async def test_full_data_mount_is_freed_by_logrotate(
     assert stat.f_bavail / stat.f_blocks < 0.10
     try:
         async with running_stack(dev_env, NO_ENGINE, tmp_path, settings=settings) as stack:
-            fingerprint = monitoring.fingerprint(
+            fingerprint = await monitoring.fingerprint(
                 "HostOutOfDiskSpace", timeout=60, mountpoint=str(host_lab.mount)
             )
             state = await stack.result(f"incident-{fingerprint}", timeout=120)

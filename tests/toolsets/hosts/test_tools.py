@@ -221,3 +221,12 @@ async def test_local_host_bad_host_key_and_unreachable_ssh(
         assert down.error is not None and down.error.kind is ToolErrorKind.UNREACHABLE
     finally:
         await tools.aclose()
+
+
+async def test_doctor_probe(tools: Tools) -> None:
+    import asyncio
+
+    from activities.toolsets.hosts import probe
+
+    found = await asyncio.to_thread(probe, tools.settings.hosts[0])
+    assert found.startswith("Linux ") and found.endswith("via ssh 127.0.0.1")

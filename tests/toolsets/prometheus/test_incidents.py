@@ -58,9 +58,10 @@ async def test_broken_rule_file_is_named_by_file_and_line_then_reloaded_once_fix
     async with running_stack(dev_env, NO_ENGINE, tmp_path, settings=settings) as stack:
         broken.write_text(BROKEN)
         try:
-            reload = httpx.post(f"{monitoring.prom.url}/-/reload", timeout=10)
+            async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+                reload = await http.post(f"{monitoring.prom.url}/-/reload")
             assert reload.status_code == 500  # the real Prometheus refuses it
-            fingerprint = monitoring.fingerprint(
+            fingerprint = await monitoring.fingerprint(
                 "PrometheusConfigurationReloadFailure", job="prometheus"
             )
             state = await stack.result(f"incident-{fingerprint}", timeout=90)
@@ -104,7 +105,8 @@ async def test_broken_rule_file_is_named_by_file_and_line_then_reloaded_once_fix
         assert [(a.action.tool, a.level, a.result) for a in fixed.actions] == [
             ("prometheus.reload", RiskLevel.SOFT, ChangeResult.APPLIED)
         ]
-        runtime = httpx.get(f"{monitoring.prom.url}/api/v1/status/runtimeinfo", timeout=5).json()
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
+            runtime = (await http.get(f"{monitoring.prom.url}/api/v1/status/runtimeinfo")).json()
         assert runtime["data"]["reloadConfigSuccess"] is True
 
 
