@@ -7,6 +7,7 @@ extends it instead of adding a second one; the compensation expires by that same
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from activities.toolsets.alertmanager.client import (
     same_matchers,
     target_of,
 )
-from activities.toolsets.alertmanager.reads import list_silences, matching_alerts
+from activities.toolsets.alertmanager.reads import list_silences, matching_alerts, silence_row
 from core.models import Reversibility, RiskLevel, ToolErrorKind
 from core.units import human_duration, parse_duration
 
@@ -55,7 +56,8 @@ class _Bounded(BaseModel):
         assert isinstance(parsed, timedelta)
         return parsed.total_seconds()
 
-    def matchers(self) -> list[Matcher]:
+    def selected(self) -> list[Matcher]:
+        """The matchers the silence gets."""
         raise NotImplementedError
 
 
@@ -68,37 +70,33 @@ class SilenceAlertParams(_Bounded):
     @field_validator("labels")
     @classmethod
     def _an_alert(cls, labels: dict[str, str]) -> dict[str, str]:
-        import re
-
         if not labels.get("alertname"):
             raise ValueError("the labels of one alert, alertname included")
         if len(labels) < 2:
             raise ValueError("alertname alone would mute every instance: give all the labels")
-        bad = [name for name in labels if not re.match(LABEL_NAME, name)]
+        bad = [name for name in labels if not re.fullmatch(LABEL_NAME, name)]
         if bad:
             raise ValueError(f"not label names: {bad}")
         return labels
 
-    def matchers(self) -> list[Matcher]:
+    def selected(self) -> list[Matcher]:
         return [Matcher(name=k, value=v) for k, v in sorted(self.labels.items())]
 
 
 class SilenceMatchingParams(_Bounded):
-    matchers_: list[Matcher] = Field(alias="matchers", min_length=1, max_length=20)
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    matchers: list[Matcher] = Field(min_length=1, max_length=20)
 
     @model_validator(mode="after")
     def _not_everything(self) -> SilenceMatchingParams:
         # Alertmanager's own rule: at least one matcher that does not match the empty string.
-        if not any(m.is_equal and not m.is_regex and m.value for m in self.matchers_) and not any(
-            m.is_equal and m.is_regex and m.value not in ("", ".*", ".+") for m in self.matchers_
+        if not any(m.is_equal and not m.is_regex and m.value for m in self.matchers) and not any(
+            m.is_equal and m.is_regex and m.value not in ("", ".*", ".+") for m in self.matchers
         ):
             raise ValueError("at least one matcher must name a non-empty value")
         return self
 
-    def matchers(self) -> list[Matcher]:
-        return list(self.matchers_)
+    def selected(self) -> list[Matcher]:
+        return list(self.matchers)
 
 
 class ExpireParams(BaseModel):
@@ -127,7 +125,7 @@ async def capture_silence(ctx: ToolContext[Any]) -> dict[str, Any]:
             f"a {params.duration} silence exceeds alertmanager {ctx.ref.target}'s max_silence "
             f"({human_duration(limit)})",
         )
-    matchers = params.matchers()
+    matchers = params.selected()
     wanted = [m.model_dump() for m in matchers]
     tag = marker(ctx.incident_id)
     existing = [
@@ -245,8 +243,6 @@ async def capture_expire(ctx: ToolContext[ExpireParams]) -> dict[str, Any]:
             if failure.kind is ToolErrorKind.NOT_FOUND:
                 return {"silences": []}
             raise
-        from activities.toolsets.alertmanager.reads import silence_row
-
         rows = [silence_row(found)]
         if rows[0]["created_by"] != CREATED_BY or not rows[0]["incident"]:
             raise ToolFailure(

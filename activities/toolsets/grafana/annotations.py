@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -32,9 +33,7 @@ class AnnotateParams(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: list[str]) -> list[str]:
-        import re
-
-        bad = [t for t in tags if not re.match(TAG, t)]
+        bad = [t for t in tags if not re.fullmatch(TAG, t)]
         if bad:
             raise ValueError(f"tags cannot be empty or contain commas: {bad}")
         return tags

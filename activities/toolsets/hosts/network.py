@@ -110,11 +110,17 @@ async def capture_bounce(ctx: ToolContext[BounceParams]) -> dict[str, Any]:
         )
     state = await one(ctx, name)
     ssh_host = target.ssh.host if target.ssh else None
-    if name == "lo" or (ssh_host and any(a.split("/")[0] == ssh_host for a in state["addresses"])):
+    routes = await run(ctx, ["ip", "-j", "route", "show", "default"])
+    default_dev = {r.get("dev") for r in _json(routes.stdout, "ip -j route") if routes.ok}
+    if (
+        name == "lo"
+        or name in default_dev
+        or (ssh_host and any(a.split("/")[0] == ssh_host for a in state["addresses"]))
+    ):
         raise ToolFailure(
             ToolErrorKind.INVALID,
-            f"{name} carries the address the agents reach {target.name} by: bouncing it would cut "
-            "them off mid-command",
+            f"{name} carries the default route or the address the agents reach {target.name} by: "
+            "bouncing it would cut them off mid-command",
         )
     return state
 

@@ -35,7 +35,6 @@ def parse_promtool(output: str) -> list[dict[str, Any]]:
     ``line L: ...`` continuation lines for unmarshal errors.
     """
     errors: list[dict[str, Any]] = []
-    seen: set[tuple[str, int | None, str]] = set()
     current: dict[str, Any] | None = None
     for raw in output.splitlines():
         text = raw.strip()
@@ -52,22 +51,13 @@ def parse_promtool(output: str) -> list[dict[str, Any]]:
                 "column": int(found["col"]) if found.get("col") else None,
                 "message": found["msg"].strip(),
             }
-        elif current is not None:
-            line_match = LINE_NUMBER.search(text)
-            if current["line"] is None and line_match:
-                current["line"] = int(line_match.group(1))
-            current = dict(current, message=f"{current['message']} {text}".strip())
-            errors[-1] = current
-            continue
-        else:
-            continue
-        key = (current["file"], current["line"], current["message"])
-        if key not in seen:
-            seen.add(key)
             errors.append(current)
-    # a continuation may have completed an entry after it was recorded: drop exact repeats
+        elif current is not None:  # a continuation line of the error above
+            if current["line"] is None and (continued := LINE_NUMBER.search(text)):
+                current["line"] = int(continued.group(1))
+            current["message"] = f"{current['message']} {text}"
     unique: list[dict[str, Any]] = []
-    for error in errors:
+    for error in errors:  # promtool repeats some errors
         if error not in unique:
             unique.append(error)
     return unique

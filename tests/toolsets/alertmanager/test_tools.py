@@ -74,10 +74,14 @@ async def test_silence_own_alert_is_live_in_amtool_and_the_compensation_expires_
     assert sorted((m["name"], m["value"], m["isRegex"]) for m in seen["matchers"]) == sorted(
         (k, v, False) for k, v in labels.items()
     )
-    alerts = await tools.read(
-        "alerts", matchers=[{"name": "alertname", "value": "HostOutOfMemory"}]
-    )
-    by_instance = {a["labels"]["instance"]: a for a in alerts.data["alerts"]}
+    for _ in range(50):  # Alertmanager marks the alert silenced at its next look
+        alerts = await tools.read(
+            "alerts", matchers=[{"name": "alertname", "value": "HostOutOfMemory"}]
+        )
+        by_instance = {a["labels"]["instance"]: a for a in alerts.data["alerts"]}
+        if by_instance[labels["instance"]]["silenced_by"]:
+            break
+        await asyncio.sleep(0.1)
     assert by_instance[labels["instance"]]["silenced_by"] == [silence_id]
     assert by_instance[labels["instance"]]["state"] == "suppressed"
     assert by_instance[other["instance"]]["state"] == "active"  # only that one alert

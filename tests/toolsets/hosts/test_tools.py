@@ -171,7 +171,7 @@ async def test_memory_and_cpu_top(tools: Tools) -> None:
 
 async def test_network_interfaces_and_bounce(host_lab: HostLab, tmp_path: Path, veth: str) -> None:
     tools = Tools(
-        make_settings(tmp_path, hosts=[host_lab.target(interfaces=[veth, "lo"])]), "hosts"
+        make_settings(tmp_path, hosts=[host_lab.target(interfaces=[veth, "lo", "eth0"])]), "hosts"
     )
     try:
         listed = await tools.read("network_interfaces", veth)
@@ -188,8 +188,10 @@ async def test_network_interfaces_and_bounce(host_lab: HostLab, tmp_path: Path, 
         assert "UP" in shown.stdout
         lo = await tools.prepare("restart_network_interface", "lo")
         assert lo.error is not None and "cut them off" in lo.error.message
-        eth = await tools.prepare("restart_network_interface", "eth0")
-        assert eth.error is not None and "restartable interfaces" in eth.error.message
+        eth = await tools.prepare("restart_network_interface", "eth0")  # the default route's
+        assert eth.error is not None and "default route" in eth.error.message
+        other = await tools.prepare("restart_network_interface", "ifb0")
+        assert other.error is not None and "restartable interfaces" in other.error.message
         gone = await tools.read("network_interfaces", "hlnope0")
         assert gone.error is not None and gone.error.kind is ToolErrorKind.NOT_FOUND
     finally:
