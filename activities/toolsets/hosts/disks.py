@@ -18,6 +18,9 @@ JOURNAL_DIR = "/var/log/journal"
 _JOURNAL_USAGE = re.compile(r"take up ([\d.]+)\s*([KMGTPE]?)B?\b", re.IGNORECASE)
 _FREED = re.compile(r"freed ([\d.]+)\s*([KMGTPE]?)B?\b", re.IGNORECASE)
 _CONSIDERING = re.compile(r"^considering log (.+)$")
+SCAN_LIMIT = 10.0
+"""Seconds du and find each get: a diagnostic must fit its activity's timeout, so a huge mount
+gives a partial picture with a note rather than no picture."""
 
 
 class DiskParams(BaseModel):
@@ -153,7 +156,7 @@ async def journal_usage(ctx: ToolContext[Any]) -> int:
 async def _scan(ctx: ToolContext[DiskParams], mount: str) -> dict[str, Any]:
     out: dict[str, Any] = {"notes": []}
     try:
-        du = await run(ctx, ["du", "-x", "-B1", "-d", "1", "--", mount])
+        du = await run(ctx, ["du", "-x", "-B1", "-d", "1", "--", mount], limit=SCAN_LIMIT)
         dirs = sorted((s, p) for s, p in _sized_lines(du.stdout) if p != mount)[::-1]
         out["top_dirs"] = [{"path": p, "size": s} for s, p in dirs[: ctx.params.top]]
     except ToolFailure as failure:
@@ -164,6 +167,7 @@ async def _scan(ctx: ToolContext[DiskParams], mount: str) -> dict[str, Any]:
         found = await run(
             ctx,
             ["find", mount, "-xdev", "-type", "f", "-size", f"+{kib}k", "-printf", "%s\\t%p\\n"],
+            limit=SCAN_LIMIT,
         )
         files = sorted(_sized_lines(found.stdout))[::-1]
         out["largest_files"] = [{"path": p, "size": s} for s, p in files[: ctx.params.top]]

@@ -17,7 +17,7 @@ from core.models import ChangeResult, Outcome, RiskLevel, ToolErrorKind
 from tests.integration.stack import alertmanager_payload, running_stack, target_host
 from tests.toolsets.incidents import Monitoring, incident_settings, start_monitoring
 from workers.lab.dockerd import DockerEngine
-from workers.lab.processes import wait_for
+from workers.lab.processes import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 NO_ENGINE = cast(DockerEngine, None)  # these incidents touch no Docker engine
@@ -158,3 +158,40 @@ async def test_bad_promql_in_a_runbook_escalates_with_a_typed_error(
         assert not down.ok and down.error is not None
         assert down.error.kind is ToolErrorKind.INVALID and "parse error" in down.error.message
     wait_for(lambda: monitoring.prom.proc is not None and monitoring.prom.proc.alive(), 1, "prom")
+
+
+async def test_unreachable_prometheus_escalates_with_a_typed_error(
+    dev_env: WorkflowEnvironment, monitoring: Monitoring, tmp_path: Path
+) -> None:
+    settings = incident_settings(
+        target_host(dev_env),
+        tmp_path,
+        monitoring,
+        prometheus=[{"name": "main", "url": f"http://127.0.0.1:{free_port()}", "timeout": 1}],
+    )
+    async with running_stack(dev_env, NO_ENGINE, tmp_path, settings=settings) as stack:
+        alert = {
+            "status": "firing",
+            "labels": {
+                "alertname": "PrometheusTargetMissing",
+                "job": "node",
+                "instance": "nas.lan:9100",
+                "severity": "critical",
+            },
+            "annotations": {},
+            "startsAt": "2026-12-02T04:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "",
+            "fingerprint": "promunreachable1",
+        }
+        response = await stack.post(
+            alertmanager_payload(alert),
+            headers={"authorization": f"Bearer {monitoring.token.read_text()}"},
+        )
+        assert response.status_code == 202, response.text
+        state = await stack.result("incident-promunreachable1", timeout=90)
+        assert state.outcome is Outcome.ESCALATED
+        assert {e.key for e in state.evidence} == {"targets", "down"}
+        for evidence in state.evidence:
+            assert not evidence.ok and evidence.error is not None
+            assert evidence.error.kind is ToolErrorKind.UNREACHABLE
