@@ -27,10 +27,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.models import ApprovalMode, RiskLevel, TargetRef
 from core.targets import (
+    AlertmanagerTarget,
     DockerTarget,
-    HttpTarget,
+    GrafanaTarget,
+    HostTarget,
     PbsTarget,
     PostgresTarget,
+    PrometheusTarget,
     ProxmoxTarget,
     Section,
     Target,
@@ -317,8 +320,10 @@ class Settings(BaseSettings):
     runbook_dirs: list[Path] = Field(default_factory=list)
     docker: list[DockerTarget] = Field(default_factory=lambda: [DockerTarget(name="local")])
     postgres: list[PostgresTarget] = Field(default_factory=list)
-    prometheus: list[HttpTarget] = Field(default_factory=list)
-    alertmanager: list[HttpTarget] = Field(default_factory=list)
+    prometheus: list[PrometheusTarget] = Field(default_factory=list)
+    alertmanager: list[AlertmanagerTarget] = Field(default_factory=list)
+    grafana: list[GrafanaTarget] = Field(default_factory=list)
+    hosts: list[HostTarget] = Field(default_factory=list)
     proxmox: list[ProxmoxTarget] = Field(default_factory=list)
     pbs: list[PbsTarget] = Field(default_factory=list)
 

@@ -204,3 +204,93 @@ class PbsTarget(ApiTokenTarget):
     datastores: list[str] = Field(
         default_factory=list, description="datastores to watch; empty = all"
     )
+
+
+class PrometheusTarget(HttpTarget):
+    """A Prometheus server (HTTP API). ``promtool`` checks its config where it lives: on this
+    machine, or over ``ssh`` on the Prometheus host."""
+
+    lifecycle: bool | None = Field(
+        default=None,
+        description="whether --web.enable-lifecycle is set (/-/reload); unset: ask the server",
+    )
+    config_file: Path | None = Field(
+        default=None, description="the server's --config.file; unset: ask the server"
+    )
+    ssh: SshAccess | None = Field(
+        default=None, description="where promtool runs (the Prometheus host); unset: locally"
+    )
+    max_points: int = Field(
+        default=500, ge=10, le=11000, description="points per series a range query may return"
+    )
+
+
+class AlertmanagerTarget(HttpTarget):
+    """An Alertmanager (API v2)."""
+
+    max_silence: Duration = Field(
+        default=timedelta(hours=24), description="the longest silence the agents may create"
+    )
+    config_file: Path | None = Field(
+        default=None, description="the server's --config.file, for amtool check-config"
+    )
+    ssh: SshAccess | None = Field(
+        default=None, description="where amtool runs (the Alertmanager host); unset: locally"
+    )
+
+
+class GrafanaTarget(HttpTarget):
+    """A Grafana (HTTP API) with a service-account token (Viewer plus annotation writes)."""
+
+    org_id: int | None = Field(
+        default=None, ge=1, description="X-Grafana-Org-Id; unset: the token's"
+    )
+    tags: list[str] = Field(
+        default_factory=lambda: ["homelab-agents"],
+        description="tags added to every annotation the agents write",
+    )
+
+
+class HostSSH(SshAccess):
+    host: str = Field(description="the host's address")
+
+
+class HostTarget(Target):
+    """A Linux host reached over SSH (host key checked) or, without ``ssh``, this machine.
+
+    Only a fixed set of commands ever runs (df, du, find, ps, ip, systemctl, journalctl,
+    logrotate), as argument vectors; writes are limited to what is listed here.
+    """
+
+    ssh: HostSSH | None = None
+    sudo: bool = Field(default=False, description="prefix commands with `sudo -n` (see README)")
+    units: list[str] = Field(
+        default_factory=list, description="systemd units restart_unit may restart"
+    )
+    logrotate: list[Path] = Field(
+        default_factory=list, description="logrotate configs rotate_logs may force (-f)"
+    )
+    logrotate_state: Path | None = Field(
+        default=None, description="logrotate -s state file; unset: the system's"
+    )
+    interfaces: list[str] = Field(
+        default_factory=list, description="network interfaces restart_network_interface may bounce"
+    )
+    journal_min_size: int = Field(
+        default=64 * 1024 * 1024, ge=0, description="journal_vacuum never shrinks below this"
+    )
+    command_timeout: float = Field(default=60.0, gt=0, description="seconds per command")
+
+    @field_validator("journal_min_size", mode="before")
+    @classmethod
+    def _journal_size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("logrotate", "logrotate_state")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        paths = value if isinstance(value, list) else [value] if value is not None else []
+        for path in paths:
+            if not Path(path).is_absolute():
+                raise ValueError(f"{path} must be an absolute path")
+        return value

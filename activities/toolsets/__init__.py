@@ -12,9 +12,27 @@ from activities.catalog import Catalog, Toolset
 
 def builtin_toolsets() -> list[Toolset]:
     """Imported on call, so importing the catalog's types never drags in every client library."""
-    from activities.toolsets import docker, pbs, postgres, proxmox
+    from activities.toolsets import (
+        alertmanager,
+        docker,
+        grafana,
+        hosts,
+        pbs,
+        postgres,
+        prometheus,
+        proxmox,
+    )
 
-    return [docker.TOOLSET, proxmox.TOOLSET, pbs.TOOLSET, postgres.TOOLSET]
+    return [
+        docker.TOOLSET,
+        proxmox.TOOLSET,
+        pbs.TOOLSET,
+        postgres.TOOLSET,
+        prometheus.TOOLSET,
+        alertmanager.TOOLSET,
+        grafana.TOOLSET,
+        hosts.TOOLSET,
+    ]
 
 
 def default_catalog() -> Catalog:

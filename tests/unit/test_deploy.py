@@ -78,3 +78,23 @@ def test_every_runbook_answers_a_shipped_alert() -> None:
             shipped |= {r["alert"] for r in group["rules"] if "alert" in r}
     for runbook in load_runbooks(default_catalog()):
         assert set(runbook.alerts) & shipped, f"{runbook.name} answers none of the shipped alerts"
+
+
+def test_rule_unit_tests_pass_promtool() -> None:
+    """deploy/prometheus/tests: each alert fires on the series it should, and only then."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: deploy/scripts/install-system-deps.sh installs it"
+    files = sorted((DEPLOY / "prometheus" / "tests").glob("*.test.yml"))
+    assert len(files) >= 2
+    done = subprocess.run(
+        [promtool, "test", "rules", *map(str, files)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"{done.stdout}{done.stderr}"
+    tested = set()
+    for path in files:
+        for group in yaml.safe_load(path.read_text())["tests"]:
+            tested |= {case["alertname"] for case in group.get("alert_rule_test", [])}
+    for name in ("monitoring", "node"):
+        rules = yaml.safe_load((DEPLOY / "prometheus" / f"{name}.rules.yml").read_text())
+        alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+        assert alerts <= tested, f"{name}.rules.yml: no promtool test for {alerts - tested}"

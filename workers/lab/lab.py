@@ -126,11 +126,12 @@ def load_state(root: Path) -> LabState | None:
     return LabState.model_validate_json(path.read_text()) if path.exists() else None
 
 
-def _mount_disk(image: Path, mountpoint: Path) -> bool:
-    """A small ext4 disk for the Docker engine; False (plain directory) if loop mounts fail."""
+def mount_disk(image: Path, mountpoint: Path, size_mb: int = DISK_MB) -> bool:
+    """A small loop-mounted ext4 disk (the Docker engine's, or a host's data mount in the tests);
+    False (plain directory) if loop mounts fail."""
     mountpoint.mkdir(parents=True, exist_ok=True)
     if not image.exists():
-        subprocess.run(["truncate", "-s", f"{DISK_MB}M", str(image)], check=True)
+        subprocess.run(["truncate", "-s", f"{size_mb}M", str(image)], check=True)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
     done = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True)
     return done.returncode == 0
@@ -163,7 +164,7 @@ class Lab:
         if intake_port:
             ports["intake"] = intake_port
         disk = self.root / "docker-disk"
-        mounted = _mount_disk(self.root / "docker-disk.img", disk)
+        mounted = mount_disk(self.root / "docker-disk.img", disk)
         state = LabState(
             root=str(self.root),
             ports=ports,

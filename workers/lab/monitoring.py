@@ -70,7 +70,10 @@ class Prometheus:
         probes: dict[str, Any],
         rule_for: str = "2s",
         exprs: dict[str, dict[str, str]] | None = None,
+        relabels: dict[str, list[dict[str, Any]]] | None = None,
     ) -> Path:
+        """``relabels``: metric_relabel_configs per scrape job (e.g. the label that sends a
+        host's non-Docker mounts to the hosts runbooks)."""
         rules_out = self.root / "rules"
         rules_out.mkdir(parents=True, exist_ok=True)
         for source in sorted(RULES_DIR.glob("*.rules.yml")):
@@ -78,6 +81,7 @@ class Prometheus:
             (rules_out / source.name).write_text(yaml.safe_dump(rules, sort_keys=False))
         jobs: list[dict[str, Any]] = [
             {"job_name": job, "static_configs": [{"targets": targets}]}
+            | ({"metric_relabel_configs": relabels[job]} if relabels and job in relabels else {})
             for job, targets in scrape.items()
         ]
         for job, probe in probes.items():
