@@ -27,13 +27,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.models import ApprovalMode, RiskLevel, TargetRef
 from core.targets import (
+    AdGuardTarget,
+    CloudflareTarget,
     DockerTarget,
+    HomeAssistantTarget,
     HttpTarget,
     PbsTarget,
     PostgresTarget,
     ProxmoxTarget,
     Section,
+    TailscaleTarget,
     Target,
+    UnboundTarget,
+    UnifiTarget,
     read_secret_file,
 )
 from core.units import Duration
@@ -321,6 +327,12 @@ class Settings(BaseSettings):
     alertmanager: list[HttpTarget] = Field(default_factory=list)
     proxmox: list[ProxmoxTarget] = Field(default_factory=list)
     pbs: list[PbsTarget] = Field(default_factory=list)
+    homeassistant: list[HomeAssistantTarget] = Field(default_factory=list)
+    adguard: list[AdGuardTarget] = Field(default_factory=list)
+    unbound: list[UnboundTarget] = Field(default_factory=list)
+    cloudflare: list[CloudflareTarget] = Field(default_factory=list)
+    tailscale: list[TailscaleTarget] = Field(default_factory=list)
+    unifi: list[UnifiTarget] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

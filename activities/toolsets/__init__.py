@@ -12,9 +12,31 @@ from activities.catalog import Catalog, Toolset
 
 def builtin_toolsets() -> list[Toolset]:
     """Imported on call, so importing the catalog's types never drags in every client library."""
-    from activities.toolsets import docker, pbs, postgres, proxmox
+    from activities.toolsets import (
+        adguard,
+        cloudflare,
+        docker,
+        homeassistant,
+        pbs,
+        postgres,
+        proxmox,
+        tailscale,
+        unbound,
+        unifi,
+    )
 
-    return [docker.TOOLSET, proxmox.TOOLSET, pbs.TOOLSET, postgres.TOOLSET]
+    return [
+        docker.TOOLSET,
+        proxmox.TOOLSET,
+        pbs.TOOLSET,
+        postgres.TOOLSET,
+        homeassistant.TOOLSET,
+        adguard.TOOLSET,
+        unbound.TOOLSET,
+        cloudflare.TOOLSET,
+        tailscale.TOOLSET,
+        unifi.TOOLSET,
+    ]
 
 
 def default_catalog() -> Catalog:

@@ -1,0 +1,3 @@
+from activities.catalog import Toolset
+
+TOOLSET = Toolset(service="adguard", description="(in progress)")
