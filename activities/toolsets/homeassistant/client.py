@@ -83,15 +83,30 @@ class HomeAssistantClient:
                 ToolErrorKind.FAILED, f"Home Assistant answered no entity map: {str(text)[:200]}"
             ) from exc
 
+    async def now(self) -> str:
+        """Home Assistant's own clock (compared with its own timestamps: no clock skew)."""
+        return str(
+            await self.api.post(
+                "/api/template", json_body={"template": "{{ utcnow().isoformat() }}"}
+            )
+        ).strip()
+
     async def started_at(self) -> str | None:
-        """When this run of Home Assistant began: its state machine is rebuilt at every start,
-        so no state is older than the start."""
+        """About when this run of Home Assistant began: its state machine is rebuilt at every
+        start, so no state is older than the start (states that changed since only get younger)."""
         states = await self.states()
         stamps = [s.get("last_changed") for s in states if s.get("last_changed")]
         return min(stamps, key=lambda t: datetime.fromisoformat(str(t))) if stamps else None
 
     async def aclose(self) -> None:
         await self.api.aclose()
+
+
+def after(stamp: str | None, moment: str | None) -> bool:
+    """``stamp`` is later than ``moment`` (both Home Assistant ISO timestamps)."""
+    if not stamp or not moment:
+        return False
+    return datetime.fromisoformat(stamp) > datetime.fromisoformat(moment)
 
 
 def make_client(target: HomeAssistantTarget) -> HomeAssistantClient:

@@ -20,6 +20,7 @@ from activities.toolsets.homeassistant.client import (
     FAILED_ENTRY_STATES,
     TOOLSET,
     UNAVAILABLE,
+    after,
     client_for,
     target_of,
 )
@@ -154,6 +155,7 @@ async def capture_restart(ctx: ToolContext[NoParams]) -> dict[str, Any]:
         "version": config.get("version"),
         "state": config.get("state"),
         "started_at": await client.started_at(),
+        "ha_now": await client.now(),
         "unavailable": sum(1 for s in states if s.get("state") == UNAVAILABLE),
         "config_check": check.get("result"),
         "warnings": bool(check.get("warnings")),
@@ -176,7 +178,8 @@ async def _wait_back(ctx: ToolContext[Any], before: dict[str, Any], limit: float
             went_down = True
             last = failure.message
         else:
-            fresh = went_down or (since is not None and since != before["started_at"])
+            # a new run: every state of the old one is gone, the oldest is younger than the capture
+            fresh = went_down or after(since, before["ha_now"])
             if fresh and config.get("state") == "RUNNING":
                 return {"state": "RUNNING", "version": config.get("version"), "started_at": since}
             last = f"state {config.get('state')}"
@@ -208,9 +211,8 @@ async def restart(ctx: ToolContext[NoParams]) -> dict[str, Any]:
     client = client_for(ctx)
     limit = target_of(ctx).restart_timeout.total_seconds()
     started = time.monotonic()
-    current = await client.started_at()
-    if current != before["started_at"]:  # a retried activity: this change already restarted it
-        back = await _wait_back(ctx, {"started_at": None}, limit)
+    if after(await client.started_at(), before["ha_now"]):  # a retry: it already restarted
+        back = await _wait_back(ctx, before, limit)
         return back | {"restarted": False, "_summary": "Home Assistant was already restarted"}
     try:
         await client.api.post("/api/services/homeassistant/restart", json_body={})

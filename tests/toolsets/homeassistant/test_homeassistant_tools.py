@@ -90,7 +90,16 @@ async def test_restart_waits_for_the_api_to_come_back(tools: Tools, ha: HomeAssi
     assert prepared.preview.startswith(
         f"restart Home Assistant {ha.version} at {ha.url} (now RUNNING"
     )
-    _, result = await tools.apply("homeassistant.restart")
+    # states change while a human decides; the oldest one too: still not "already restarted"
+    for service in ("turn_on", "turn_off"):
+        ha.api(
+            "POST",
+            f"/api/services/input_boolean/{service}",
+            {"entity_id": "input_boolean.lab_switch"},
+        )
+    result = await tools.runner.run(
+        tools.call("homeassistant.restart").model_copy(update={"before": prepared.before})
+    )
     assert result.ok, result.error
     assert result.data["restarted"] and result.data["state"] == "RUNNING"
     assert ha.restarts() == restarts + 1

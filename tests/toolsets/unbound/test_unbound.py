@@ -16,6 +16,7 @@ from core.models import ChangeResult, Outcome, RiskLevel, ToolErrorKind
 from tests.integration.stack import alertmanager_payload
 from tests.toolsets.harness import Tools, alert, edge_stack
 from tests.toolsets.unbound.conftest import ZONE, DnsLab
+from workers.lab.unbound import Unbound
 
 
 @pytest_asyncio.fixture
@@ -74,8 +75,6 @@ async def test_reload_refuses_a_config_that_fails_checkconf(tools: Tools, dns_la
 
 
 async def test_stopped_server_and_missing_binary_are_typed(dns_lab: DnsLab, tmp_path: Path) -> None:
-    from workers.lab.unbound import Unbound
-
     stopped = Unbound(tmp_path / "stopped", keys=dns_lab.resolver.root).start()
     stopped.stop()
     gone = Tools(
