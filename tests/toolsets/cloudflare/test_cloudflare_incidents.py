@@ -110,3 +110,19 @@ async def test_dynamic_dns_record_follows_the_new_wan_address(
         state = await stack.result(wid)
         assert state.outcome is Outcome.RESOLVED, state.notes
         assert zone.find("home.example.test")[0]["content"] == WAN
+
+
+async def test_a_bad_token_escalates_with_the_typed_error(
+    dev_env: WorkflowEnvironment, tmp_path: Path, zone: FakeCloudflare, wan: PublicIp
+) -> None:
+    target = cf_target(zone, wan, token="cf-token-revoked-0000000")
+    async with edge_stack(dev_env, tmp_path, cloudflare=[target]) as stack:
+        fired = alert("DnsRecordDrift", record="shop.example.test")
+        await stack.post(alertmanager_payload(fired))
+        state = await stack.result(f"incident-{fired['fingerprint']}")
+        assert state.outcome is Outcome.ESCALATED and state.actions == []
+        drift = next(e for e in state.evidence if e.key == "drift")
+        assert not drift.ok and drift.error is not None
+        assert drift.error.kind.value == "unauthorized" and "code 9109" in drift.error.message
+        assert "revoked" not in drift.error.message
+        assert zone.find("shop.example.test")[0]["content"] == "192.0.2.99"
