@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format system-deps venv demo demo-stop bench clean
+.PHONY: run test lint format system-deps venv ha-venv demo demo-stop bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Home Assistant core for the tests, in its own venv (it pins many libraries), cached per version
+# under ~/.cache/homelab-agents; 2-3 minutes the first time, nothing after.
+ha-venv: venv
+	$(PY) -m workers.lab.homeassistant
+
 system-deps:
 	bash deploy/scripts/install-system-deps.sh
 
@@ -23,7 +28,7 @@ run: venv
 	$(VENV)/bin/homelab-agents up
 
 # pytest's exit code 5 (no tests collected) is a failure here, never a green run.
-test: system-deps venv
+test: system-deps venv ha-venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

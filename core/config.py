@@ -27,16 +27,22 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.models import ApprovalMode, RiskLevel, TargetRef
 from core.targets import (
+    AdGuardTarget,
     AlertmanagerTarget,
+    CloudflareTarget,
     DockerTarget,
     GrafanaTarget,
+    HomeAssistantTarget,
     HostTarget,
     PbsTarget,
     PostgresTarget,
     PrometheusTarget,
     ProxmoxTarget,
     Section,
+    TailscaleTarget,
     Target,
+    UnboundTarget,
+    UnifiTarget,
     read_secret_file,
 )
 from core.units import Duration
@@ -326,6 +332,12 @@ class Settings(BaseSettings):
     hosts: list[HostTarget] = Field(default_factory=list)
     proxmox: list[ProxmoxTarget] = Field(default_factory=list)
     pbs: list[PbsTarget] = Field(default_factory=list)
+    homeassistant: list[HomeAssistantTarget] = Field(default_factory=list)
+    adguard: list[AdGuardTarget] = Field(default_factory=list)
+    unbound: list[UnboundTarget] = Field(default_factory=list)
+    cloudflare: list[CloudflareTarget] = Field(default_factory=list)
+    tailscale: list[TailscaleTarget] = Field(default_factory=list)
+    unifi: list[UnifiTarget] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

@@ -294,3 +294,176 @@ class HostTarget(Target):
             if not Path(path).is_absolute():
                 raise ValueError(f"{path} must be an absolute path")
         return value
+
+
+class HomeAssistantTarget(Target):
+    """A Home Assistant instance reached through its REST API with a long-lived access token
+    (an admin user's: reloading integrations and the config check need admin rights)."""
+
+    url: str = Field(description="base URL, e.g. http://homeassistant.lan:8123")
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+    restart_timeout: Duration = Field(
+        default=timedelta(minutes=5), description="how long a restart waits for the API to return"
+    )
+    unavailable_threshold: int = Field(
+        default=5, ge=0, description="more unavailable entities than this is an incident"
+    )
+
+    @model_validator(mode="after")
+    def _secrets(self) -> HomeAssistantTarget:
+        self.token = self.token or read_secret_file(self.token_file, f"{self.name}.token_file")
+        if self.token is None:
+            raise ValueError(f"{self.name}: token or token_file is required")
+        _verify_setting(self.verify_tls, f"{self.name}.verify_tls")
+        return self
+
+
+class AdGuardTarget(Target):
+    """An AdGuard Home instance: its HTTP API (``/control``) with a web user (basic auth)."""
+
+    url: str = Field(description="base URL of the web interface, e.g. http://adguard.lan:3000")
+    username: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+    stale_after: Duration = Field(
+        default=timedelta(days=3), description="a blocklist not updated for this long is stale"
+    )
+
+    @model_validator(mode="after")
+    def _secrets(self) -> AdGuardTarget:
+        self.password = self.password or read_secret_file(
+            self.password_file, f"{self.name}.password_file"
+        )
+        if self.password is None:
+            raise ValueError(f"{self.name}: password or password_file is required")
+        _verify_setting(self.verify_tls, f"{self.name}.verify_tls")
+        return self
+
+
+class UnboundTarget(Target):
+    """An Unbound resolver: ``unbound-control`` (locally or over SSH) and real DNS queries."""
+
+    resolver: str = Field(
+        default="127.0.0.1:53", description="address[:port] the resolver answers queries on"
+    )
+    control: str = Field(default="unbound-control", description="the unbound-control binary")
+    config: Path | None = Field(
+        default=None, description="unbound.conf passed as -c (its remote-control keys are used)"
+    )
+    server: str | None = Field(default=None, description="-s host[@port] of the control interface")
+    probe_names: list[str] = Field(
+        default_factory=lambda: ["example.com"],
+        description="names a health probe resolves (choose names your users depend on)",
+    )
+    timeout: float = Field(default=5.0, gt=0, description="seconds per query and per command")
+    ssh: SshAccess | None = Field(default=None, description="run unbound-control over SSH")
+
+
+class DesiredRecord(Section):
+    """A DNS record as it should be. ``content: public_ip`` follows the WAN address (dynamic DNS)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9*_.-]{1,253}$")
+    type: str = Field(default="A", pattern=r"^(A|AAAA|CNAME|TXT|MX|NS|SRV|CAA)$")
+    content: str = Field(min_length=1, description="the value, or public_ip")
+    proxied: bool = False
+    ttl: int = Field(default=1, ge=1, le=86400, description="1 = automatic")
+
+    @property
+    def dynamic(self) -> bool:
+        return self.content == "public_ip"
+
+
+class CloudflareTarget(Target):
+    """Cloudflare DNS through API v4 with a scoped API token (Zone.Zone read, Zone.DNS edit on
+    the zones listed; nothing else)."""
+
+    api_url: str = "https://api.cloudflare.com/client/v4"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    zones: list[str] = Field(
+        default_factory=list,
+        description="zone names the agents may touch; empty = all the token sees",
+    )
+    records: list[DesiredRecord] = Field(
+        default_factory=list, description="the desired state drift is measured against"
+    )
+    public_ip_url: str = Field(
+        default="https://api.ipify.org", description="answers the WAN address as plain text"
+    )
+    nameservers: list[str] = Field(
+        default_factory=list,
+        description="authoritative servers (ip[:port]) to check records on; default: the zone's",
+    )
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> CloudflareTarget:
+        self.token = self.token or read_secret_file(self.token_file, f"{self.name}.token_file")
+        if self.token is None:
+            raise ValueError(f"{self.name}: token or token_file is required")
+        return self
+
+
+class TailscaleTarget(Target):
+    """A tailnet through the Tailscale API v2: an OAuth client (preferred: scoped, never expires)
+    or an API access token."""
+
+    api_url: str = "https://api.tailscale.com"
+    tailnet: str = Field(default="-", description="'-' is the tailnet of the credentials")
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_client_secret_file: Path | None = None
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    offline_after: Duration = Field(
+        default=timedelta(minutes=5), description="not seen for this long counts as offline"
+    )
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> TailscaleTarget:
+        self.oauth_client_secret = self.oauth_client_secret or read_secret_file(
+            self.oauth_client_secret_file, f"{self.name}.oauth_client_secret_file"
+        )
+        self.api_key = self.api_key or read_secret_file(
+            self.api_key_file, f"{self.name}.api_key_file"
+        )
+        if self.oauth_client_secret is not None and not self.oauth_client_id:
+            raise ValueError(f"{self.name}: oauth_client_id is required with the client secret")
+        if self.oauth_client_secret is None and self.api_key is None:
+            raise ValueError(
+                f"{self.name}: oauth_client_id + oauth_client_secret(_file) or api_key(_file) "
+                "is required"
+            )
+        return self
+
+
+class UnifiTarget(Target):
+    """A UniFi Network application (self-hosted controller or a UniFi OS console) with a local
+    admin account."""
+
+    url: str = Field(description="e.g. https://unifi.lan:8443 or https://udm.lan")
+    username: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    site: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    unifi_os: bool = Field(
+        default=False, description="a UniFi OS console (UDM, Cloud Key G2): /proxy/network paths"
+    )
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> UnifiTarget:
+        self.password = self.password or read_secret_file(
+            self.password_file, f"{self.name}.password_file"
+        )
+        if self.password is None:
+            raise ValueError(f"{self.name}: password or password_file is required")
+        _verify_setting(self.verify_tls, f"{self.name}.verify_tls")
+        return self

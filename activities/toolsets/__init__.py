@@ -13,14 +13,20 @@ from activities.catalog import Catalog, Toolset
 def builtin_toolsets() -> list[Toolset]:
     """Imported on call, so importing the catalog's types never drags in every client library."""
     from activities.toolsets import (
+        adguard,
         alertmanager,
+        cloudflare,
         docker,
         grafana,
+        homeassistant,
         hosts,
         pbs,
         postgres,
         prometheus,
         proxmox,
+        tailscale,
+        unbound,
+        unifi,
     )
 
     return [
@@ -32,6 +38,12 @@ def builtin_toolsets() -> list[Toolset]:
         alertmanager.TOOLSET,
         grafana.TOOLSET,
         hosts.TOOLSET,
+        homeassistant.TOOLSET,
+        adguard.TOOLSET,
+        unbound.TOOLSET,
+        cloudflare.TOOLSET,
+        tailscale.TOOLSET,
+        unifi.TOOLSET,
     ]
 
 

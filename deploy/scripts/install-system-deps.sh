@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo lab run for real: a Docker engine
 # (dockerd, run on a private socket by the tests), busybox (the lab image), PostgreSQL,
-# promtool (from the prometheus package) for the shipped alert rules, logrotate for the hosts tools.
+# promtool (from the prometheus package) for the shipped alert rules, logrotate for the hosts tools,
+# Unbound.
 # Debian/Ubuntu, as root. Safe to re-run: installs only what is missing.
 set -euo pipefail
 
@@ -25,6 +26,10 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ps >/dev/null 2>&1 || need+=(procps)
+# the Unbound toolset's tests: real resolvers (unbound, unbound-control, unbound-checkconf)
+command -v unbound-control >/dev/null 2>&1 || need+=(unbound)
+# Home Assistant core runs in its own venv (make ha-venv), built with python3 -m venv
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
