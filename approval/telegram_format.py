@@ -41,6 +41,7 @@ VERDICT_LINES = {
     "timeout": ("⌛", "Auto-denied"),
     "not_required": ("➖", "No longer needed"),
     "forbidden": ("⛔", "Forbidden"),
+    "cancelled": ("🛑", "Cancelled"),
 }
 
 
@@ -189,6 +190,8 @@ def verdict_doc(verdict: str, decided_by: str, req: ApprovalRequest | None) -> D
         doc.add(f": nobody decided before the deadline{when}; nothing was changed.")
     elif verdict == "not_required":
         doc.add(": the alert resolved before a decision; nothing was changed.")
+    elif verdict == "cancelled":
+        doc.add(": the incident was cancelled before a decision; nothing was changed.")
     elif decided_by:
         doc.add(" by ").b(decided_by)
     return doc

@@ -302,7 +302,7 @@ class TelegramNotifier:
         )
 
     async def _decided_by(self, workflow_id: str, action_id: str, verdict: str) -> str:
-        if verdict in ("timeout", "not_required"):
+        if verdict in ("timeout", "not_required", "cancelled"):
             return ""
         records = await asyncio.to_thread(self.store.list_approvals, workflow_id)
         for record in reversed(records):

@@ -335,6 +335,7 @@ class Outcome(StrEnum):
     ESCALATED = "escalated"  # a human must look: no safe fix, denied, failed, rolled back
     ROLLED_BACK = "rolled_back"
     DRY_RUN = "dry_run"  # observe mode: plan previewed, nothing changed
+    CANCELLED = "cancelled"  # a user cancelled the workflow: what it changed was compensated
 
 
 class Evidence(Model):

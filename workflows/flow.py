@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRecord,
         ApprovalRequest,
         ApprovalSignal,
+        ApprovalVerdict,
         IncidentInput,
         IncidentState,
         Notification,
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval_gate import ApprovalGate
     from workflows.calls import call
     from workflows.outbox import Outbox
-    from workflows.remediation import KillSwitch
+    from workflows.remediation import KillSwitch, rollback
     from workflows.saga import Saga
     from workflows.target_lock import TargetLock
 
@@ -133,12 +134,32 @@ class IncidentFlow:
         await self.set_phase(Phase.ESCALATED)
         self.notify("escalated", f"Escalated: {self.state.alert.name}", reasons)
 
+    async def cancelled(self) -> None:
+        """A user cancelled the workflow (Web UI, ``temporal workflow cancel``): undo what was
+        changed, withdraw a pending approval, and close with a record like any incident."""
+        pending = self.state.pending_approval
+        if pending is not None:
+            self.state.pending_approval = None
+            self.gate.close(
+                pending.action.id, ApprovalVerdict.NOT_REQUIRED, "", "cancel", "cancelled"
+            )
+            self.notify(
+                "approval_closed",
+                f"{pending.action.tool}: cancelled",
+                approval=pending,
+                action_id=pending.action.id,
+                verdict="cancelled",
+            )
+        await rollback(self, "the incident was cancelled")
+        self.state.notes.append("cancelled by a user; changes made so far were compensated")
+        self.finished = Outcome.CANCELLED
+
     async def close(self) -> IncidentState:
         s = self.state
         outcome = s.outcome = self.finished or Outcome.ESCALATED
         if outcome in (Outcome.ESCALATED, Outcome.ROLLED_BACK):
             final = Phase.ESCALATED
-        elif outcome is Outcome.DRY_RUN:
+        elif outcome in (Outcome.DRY_RUN, Outcome.CANCELLED):
             final = Phase.CLOSED
         else:
             final = Phase.RESOLVED

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.calls import call
     from workflows.flow import IncidentFlow
     from workflows.planning import plan_incident
-    from workflows.remediation import WriteStep, cause, rollback
+    from workflows.remediation import WriteStep, cause, rollback, unless_cancelled
     from workflows.rollback import manual_rollback
 
 
@@ -48,12 +48,20 @@ with workflow.unsafe.imports_passed_through():
 class IncidentWorkflow(IncidentFlow):
     @workflow.run
     async def run(self, inp: IncidentInput) -> IncidentState:
+        cancelled = False
         async with self.lock:  # released however the incident ends
-            if inp.rollback_of:  # histories before RollbackWorkflow existed
-                await manual_rollback(self, inp.rollback_of)
-            else:
-                await self.handle()
-        return await self.close()
+            try:
+                if inp.rollback_of:  # histories before RollbackWorkflow existed
+                    await manual_rollback(self, inp.rollback_of)
+                else:
+                    await self.handle()
+            except asyncio.CancelledError:
+                cancelled = True
+                await self.cancelled()
+        state = await self.close()
+        if cancelled:
+            raise asyncio.CancelledError("incident cancelled")  # shown as Canceled in the Web UI
+        return state
 
     async def handle(self) -> None:
         triage = await self.triage()
@@ -121,7 +129,9 @@ class IncidentWorkflow(IncidentFlow):
                 tool=tool.tool,
                 target=str(tool.target),
                 ok=False,
-                error=ToolError(kind=ToolErrorKind.UNREACHABLE, message=cause(err)),
+                error=ToolError(
+                    kind=ToolErrorKind.UNREACHABLE, message=cause(unless_cancelled(err))
+                ),
             )
 
     async def plan(self, triage: Triage) -> Plan:
@@ -178,7 +188,7 @@ class IncidentWorkflow(IncidentFlow):
             )
         except ActivityError as err:
             result = VerificationResult(
-                passed=False, detail=f"verification could not run: {cause(err)}"
+                passed=False, detail=f"verification could not run: {cause(unless_cancelled(err))}"
             )
         self.state.verification = result
         self.notify(

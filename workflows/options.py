@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
 
 # Typed, permanent failures from our own activities: retrying cannot help.
 NON_RETRYABLE = ["ToolInvalid", "ValidationError", "ConfigError"]
@@ -29,10 +30,14 @@ def read_tool() -> dict[str, Any]:
 
 
 def write_tool(timeout_seconds: float) -> dict[str, Any]:
-    # Writes are idempotent against their before-state, so a retry after a lost result is safe.
+    """Writes are idempotent against their before-state, so a retry after a lost result is safe.
+
+    A cancelled incident waits for its write to stop before compensating it, never racing it.
+    """
     return {
         "start_to_close_timeout": timedelta(seconds=timeout_seconds),
         "heartbeat_timeout": HEARTBEAT,
+        "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         "retry_policy": RetryPolicy(
             initial_interval=timedelta(seconds=1),
             backoff_coefficient=2.0,
@@ -74,5 +79,6 @@ def verify(timeout: timedelta, stable_for: timedelta) -> dict[str, Any]:
     return {
         "start_to_close_timeout": timeout + stable_for + timedelta(seconds=30),
         "heartbeat_timeout": timedelta(seconds=15),
+        "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         "retry_policy": RetryPolicy(maximum_attempts=2, initial_interval=timedelta(seconds=1)),
     }

@@ -15,12 +15,13 @@ Defence in depth: even a plan the activity validated is checked again here again
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -186,6 +187,8 @@ class PlannerChain:
                     **llm_options(provider, self._left()),
                 )
             except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise asyncio.CancelledError("the workflow was cancelled") from err
                 attempt.error_type, attempt.reason = _failure(err)
                 attempt.finished_at = workflow.now()
                 self.notes.append(f"{label}: {attempt.error_type}: {attempt.reason}")

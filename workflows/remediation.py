@@ -8,11 +8,12 @@ the write runs. Whatever way it ends, the step records its outcome in the change
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from core import contracts
@@ -47,6 +48,14 @@ PAUSE_RECHECK = timedelta(seconds=30)
 def cause(err: BaseException) -> str:
     inner = err.__cause__ or err
     return f"{type(inner).__name__}: {inner}"[:500]
+
+
+def unless_cancelled(err: ActivityError) -> ActivityError:
+    """An activity failed on its own, not because the workflow was cancelled (which must reach
+    ``run`` as cancellation, not become a failed read or write). Returns the error to handle."""
+    if is_cancelled_exception(err):
+        raise asyncio.CancelledError("the workflow was cancelled") from err
+    return err
 
 
 class KillSwitch:
@@ -87,7 +96,7 @@ async def prepare(call_: ToolCall) -> PreparedWrite:
         return PreparedWrite(
             preview="",
             reversibility=Reversibility.IRREVERSIBLE,
-            error=ToolError(kind=ToolErrorKind.UNREACHABLE, message=cause(err)),
+            error=ToolError(kind=ToolErrorKind.UNREACHABLE, message=cause(unless_cancelled(err))),
         )
 
 
@@ -261,7 +270,9 @@ class WriteStep:
                 tool=self.action.tool,
                 target=str(self.action.target),
                 ok=False,
-                error=ToolError(kind=ToolErrorKind.UNREACHABLE, message=cause(err)),
+                error=ToolError(
+                    kind=ToolErrorKind.UNREACHABLE, message=cause(unless_cancelled(err))
+                ),
             )
         o.result = ChangeResult.APPLIED if result.ok else ChangeResult.FAILED
         if result.error:
