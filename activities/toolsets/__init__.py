@@ -24,6 +24,7 @@ def builtin_toolsets() -> list[Toolset]:
         postgres,
         prometheus,
         proxmox,
+        redis,
         tailscale,
         unbound,
         unifi,
@@ -44,6 +45,7 @@ def builtin_toolsets() -> list[Toolset]:
         cloudflare.TOOLSET,
         tailscale.TOOLSET,
         unifi.TOOLSET,
+        redis.TOOLSET,
     ]
 
 
