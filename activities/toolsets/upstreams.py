@@ -33,14 +33,14 @@ def split_address(address: str, default_port: int = 80) -> tuple[str, int]:
     return host, int(port) if port.isdigit() else default_port
 
 
-async def probe(address: str, timeout: float) -> dict[str, Any]:
+async def probe(address: str, within: float) -> dict[str, Any]:
     """Connect to ``address``: up with the connect time, or down with why."""
     host, port = split_address(address)
     started = time.monotonic()
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), within)
     except TimeoutError:
-        return {"up": False, "error": f"no answer within {timeout:g}s"}
+        return {"up": False, "error": f"no answer within {within:g}s"}
     except OSError as exc:
         return {"up": False, "error": exc.strerror or type(exc).__name__}
     writer.close()
@@ -68,10 +68,10 @@ def backend_for(address: str, backends: dict[str, str]) -> dict[str, str] | None
 
 
 async def probe_all(
-    addresses: list[dict[str, Any]], backends: dict[str, str], timeout: float
+    addresses: list[dict[str, Any]], backends: dict[str, str], within: float
 ) -> list[dict[str, Any]]:
     """Probe every upstream (``{"address": ..., ...}``) concurrently; add ``up`` and ``backend``."""
-    results = await asyncio.gather(*(probe(u["address"], timeout) for u in addresses))
+    results = await asyncio.gather(*(probe(u["address"], within) for u in addresses))
     return [
         {**u, **r, "backend": backend_for(u["address"], backends)}
         for u, r in zip(addresses, results, strict=True)
