@@ -137,7 +137,7 @@ async def slowlog(ctx: ToolContext[SlowlogParams]) -> dict[str, Any]:
     client = client_for(ctx)
     entries = await client.slowlog_get(ctx.params.limit)
     total = await client.slowlog_len()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in entries:
         command = e.get("command")
         words = command.split() if isinstance(command, str) else [str(command)]
@@ -258,7 +258,8 @@ async def bigkeys(ctx: ToolContext[BigkeysParams]) -> dict[str, Any]:
     p = ctx.params
     client = client_for(ctx)
     deadline = time.monotonic() + p.max_seconds
-    cursor, scanned, sized = 0, 0, []
+    cursor, scanned = 0, 0
+    sized: list[dict[str, Any]] = []
     by_type: Counter[str] = Counter()
     bytes_by_type: Counter[str] = Counter()
     while True:
@@ -344,8 +345,8 @@ async def config(ctx: ToolContext[ConfigParams]) -> dict[str, Any]:
     values: dict[str, str] = {}
     for name in ctx.params.parameters:
         for key, value in (await client.config_get(name)).items():
-            if not any(s in key for s in _SECRET_PARAMS):
-                values[key] = value
+            if key and not any(s in str(key) for s in _SECRET_PARAMS):
+                values[str(key)] = str(value)
     if not values:
         raise ToolFailure(ToolErrorKind.NOT_FOUND, "no such configuration parameter")
     return {

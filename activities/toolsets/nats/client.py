@@ -1,0 +1,32 @@
+"""The toolset and the monitoring API client of a NATS target."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from activities.catalog import ToolContext, Toolset
+from activities.toolsets.http import HttpApi
+from core.targets import NatsTarget
+
+TOOLSET = Toolset(
+    service="nats",
+    description="NATS servers: connections, slow consumers, JetStream streams and consumer lag.",
+)
+
+
+def make_api(target: NatsTarget) -> HttpApi:
+    return HttpApi(
+        target.url, product="NATS monitoring", verify=target.verify_tls, timeout=target.timeout
+    )
+
+
+def api_for(ctx: ToolContext[Any]) -> HttpApi:
+    return cast(HttpApi, ctx.clients.client("nats", ctx.ref.target, make_api))
+
+
+def target_of(ctx: ToolContext[Any]) -> NatsTarget:
+    return cast(NatsTarget, ctx.clients.target("nats", ctx.ref.target))
+
+
+def place(ctx: ToolContext[Any]) -> str:
+    return f"nats:{ctx.ref.target}"
