@@ -9,6 +9,7 @@ address to the configured Docker container or PostgreSQL server behind it (the t
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -42,7 +43,8 @@ async def probe(address: str, within: float) -> dict[str, Any]:
     except TimeoutError:
         return {"up": False, "error": f"no answer within {within:g}s"}
     except OSError as exc:
-        return {"up": False, "error": exc.strerror or type(exc).__name__}
+        why = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+        return {"up": False, "error": why.lower()}
     writer.close()
     try:
         await writer.wait_closed()

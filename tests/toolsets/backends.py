@@ -1,0 +1,107 @@
+"""Upstreams for the proxy tests: real containers on the session's dockerd (busybox httpd on a
+loopback port, host network), and a loopback HTTP server answering 500 on /fail."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import docker
+import httpx
+
+from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
+from workers.lab.processes import free_port, wait_for
+
+
+class WebContainer:
+    """``httpd`` in a container on 127.0.0.1:port: stop it and the upstream is really dead."""
+
+    def __init__(self, engine: DockerEngine, name: str) -> None:
+        self.engine = engine
+        self.name = name
+        self.port = free_port()
+        self.client = engine.client()
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.containers.get(name).remove(force=True)
+        self.container = self.client.containers.run(
+            BUSYBOX_IMAGE,
+            ["httpd", "-f", "-p", f"127.0.0.1:{self.port}", "-h", "/www"],
+            name=name,
+            detach=True,
+            network_mode="host",
+            init=True,
+        )
+        self.wait_serving()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def wait_serving(self) -> None:
+        wait_for(
+            lambda: httpx.get(f"http://{self.address}/", timeout=1).status_code == 200,
+            15,
+            f"container {self.name}",
+        )
+
+    def stop(self) -> None:
+        self.container.stop(timeout=1)
+
+    def start(self) -> None:
+        self.container.start()
+        self.wait_serving()
+
+    def status(self) -> str:
+        self.container.reload()
+        return str(self.container.status)
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.remove(force=True)
+        self.client.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        status = 500 if self.path.startswith("/fail") else 200
+        self.send_response(status)
+        self.send_header("content-length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n" if status == 200 else b"no\n")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def failing_server() -> Iterator[str]:
+    """A loopback HTTP server: 200 on /, 500 on /fail. Yields its host:port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def get(url: str) -> int:
+    """Status of a GET, or 0 when nothing answers."""
+    try:
+        return httpx.get(url, timeout=3, trust_env=False).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def until(check: Any, timeout: float = 10, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout}s")
