@@ -66,7 +66,7 @@ class WebContainer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         status = 500 if self.path.startswith("/fail") else 200
         self.send_response(status)
         self.send_header("content-length", "3")
