@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,7 +40,9 @@ def stalled_subscriber(server: Nats, subject: str, name: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     assert sock.recv(4096).startswith(b"INFO ")
-    connect = '{"verbose":false,"pedantic":false,"name":"%s","lang":"raw","protocol":1}' % name
+    connect = json.dumps(
+        {"verbose": False, "pedantic": False, "name": name, "lang": "raw", "protocol": 1}
+    )
     sock.sendall(f"CONNECT {connect}\r\nSUB {subject} 1\r\nPING\r\n".encode())
     assert b"PONG" in sock.recv(4096)
     return sock

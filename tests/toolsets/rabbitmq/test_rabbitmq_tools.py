@@ -111,7 +111,7 @@ async def test_typed_failures_and_least_privilege(
             )
             # 400 "access_refused" from the broker (no write permission on the exchange)
             assert publish.status_code in (400, 401, 403) and "ACCESS_REFUSED" in publish.text
-            assert agent.delete("/queues/%2F/guarded").status_code in (401, 403)
-            assert agent.put("/queues/%2F/other", json={}).status_code in (401, 403)
+            assert (await agent.delete("/queues/%2F/guarded")).status_code in (401, 403)
+            assert (await agent.put("/queues/%2F/other", json={})).status_code in (401, 403)
     finally:
         workload.delete("guarded")
