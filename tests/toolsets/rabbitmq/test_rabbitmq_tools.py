@@ -97,10 +97,10 @@ async def test_typed_failures_and_least_privilege(
     # the agents' user may read and purge, but not publish, declare or delete
     workload.declare("guarded")
     try:
-        with httpx.Client(
+        async with httpx.AsyncClient(
             base_url=rabbitmq.url + "/api", auth=(AGENT_USER, rabbitmq.password)
         ) as agent:
-            publish = agent.post(
+            publish = await agent.post(
                 "/exchanges/%2F/amq.default/publish",
                 json={
                     "properties": {},
