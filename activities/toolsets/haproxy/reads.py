@@ -75,6 +75,8 @@ async def servers(ctx: ToolContext[ServersParams]) -> dict[str, Any]:
         b["servers"] += 1
         b["up"] += int(s["up"] and not s["maintenance"])
         b["maintenance"] += int(s["maintenance"])
+    for s in rows:
+        s["others_up"] = backends[s["backend"]]["up"] - int(s["up"] and not s["maintenance"])
     down = [s for s in rows if not s["up"]]
     failing = [s for s in down if not s["maintenance"]]
     sampled = [s for s in rows if "rate_5xx" in s]
