@@ -35,9 +35,11 @@ def _purge_path(ctx: ToolContext[Any]) -> str:
     preview=lambda ctx, b: (
         f"no-op: queue {b['name']} on {place(ctx)} has no ready messages"
         if not b["messages_ready"]
-        else f"DELETE /api{_purge_path(ctx)}: drop {b['messages_ready']} ready message(s) of queue "
-        f"{place(ctx, b['name'])} ({b['messages_unacknowledged']} unacked kept, "
-        f"{b['consumers']} consumer(s)); they cannot be recovered"
+        else f"DELETE /api{_purge_path(ctx)}: drop every ready message of queue "
+        f"{place(ctx, b['name'])} — {b['messages_ready']} ready per the management statistics "
+        f"(refreshed every few seconds; publishes since then go too), "
+        f"{b['messages_unacknowledged']} unacked kept, {b['consumers']} consumer(s); they cannot "
+        "be recovered"
     ),
     is_noop=lambda ctx, b: not b["messages_ready"],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -87,15 +88,15 @@ async def tools(rabbitmq: RabbitMQ, tmp_path: Path) -> AsyncIterator[Tools]:
     await t.aclose()
 
 
-async def wait_depth(tools: Tools, queue: str, want: int, within: float = 15) -> dict[str, Any]:
+async def wait_depth(
+    tools: Tools, queue: str, want: int, within: float = 15, target: str | None = None
+) -> dict[str, Any]:
     """Poll the queue tool until the management statistics catch up (they lag ~5 s)."""
     deadline = time.monotonic() + within
     data: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        data = await tools.ok("rabbitmq.queue", target=f"rabbitmq:mq/{queue}")
+        data = await tools.ok("rabbitmq.queue", target=target or f"rabbitmq:mq/{queue}")
         if data["messages_ready"] == want:
             return data
-        import asyncio
-
         await asyncio.sleep(0.5)
     raise AssertionError(f"{queue} depth never reached {want}: {data}")

@@ -34,7 +34,8 @@ async def test_queue_without_consumer_then_purged(tools: Tools, workload: Worklo
         assert prepared.default_level is RiskLevel.HARD
         assert prepared.reversibility is Reversibility.IRREVERSIBLE
         assert prepared.compensation is None and not prepared.noop
-        assert prepared.preview.startswith("DELETE /api/queues/%2F/jobs/contents: drop 25 ready")
+        assert prepared.preview.startswith("DELETE /api/queues/%2F/jobs/contents: drop every ready")
+        assert "25 ready per the management statistics" in prepared.preview
         assert result.ok, result.error
         assert workload.exact_depth("jobs") == 0
         await wait_depth(tools, "jobs", 0)
