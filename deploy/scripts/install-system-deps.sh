@@ -37,7 +37,7 @@ command -v prometheus-redis-exporter >/dev/null 2>&1 || need+=(prometheus-redis-
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
-command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+[ -x /usr/sbin/nats-server ] || need+=(nats-server)
 [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 
 if [ ${#need[@]} -eq 0 ]; then

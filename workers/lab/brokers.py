@@ -8,6 +8,7 @@ ports, no global epmd left behind); it takes several seconds to start, so caller
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -168,7 +169,7 @@ write_deadline: "{write_deadline}"
 jetstream {{ store_dir: "{self.root / "js"}" }}
 """
         )
-        binary = "/usr/bin/nats-server" if Path("/usr/bin/nats-server").exists() else "nats-server"
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         self.proc = Proc.spawn("nats", [binary, "-c", str(conf)], self.root / "nats.log")
         wait_for(
             lambda: urllib.request.urlopen(f"{self.url}/healthz", timeout=1).status == 200,
@@ -220,7 +221,7 @@ max_queued_messages 10
         )
         for path in (passwd, acl, conf):
             path.chmod(0o644)
-        binary = "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else "mosquitto"
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = Proc.spawn("mosquitto", [binary, "-c", str(conf)], self.root / "mosquitto.log")
         wait_for(lambda: _listening(self.port), 10, "mosquitto")
         return self
