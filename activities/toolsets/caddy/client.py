@@ -94,3 +94,22 @@ async def read_file(target: CaddyTarget) -> bytes:
 
 def content_type(target: CaddyTarget) -> str:
     return "application/json" if target.adapter == "json" else f"text/{target.adapter}"
+
+
+def probe(target: CaddyTarget) -> str:
+    """``doctor``: the admin API answers with the running config."""
+    import asyncio
+
+    async def check() -> str:
+        api = make_api(target)
+        try:
+            config = await api.get("/config/") or {}
+        finally:
+            await api.aclose()
+        servers = ((config.get("apps") or {}).get("http") or {}).get("servers") or {}
+        return f"admin API at {target.admin_url}: {len(servers)} server(s), {len(proxy_upstreams(config))} upstream(s)"
+
+    return asyncio.run(check())
+
+
+TOOLSET.probe = probe

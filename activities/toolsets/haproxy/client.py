@@ -158,3 +158,26 @@ def safe_name(value: str) -> str:
     if not re.fullmatch(NAME, value):
         raise ToolFailure(ToolErrorKind.INVALID, f"{value!r} is not a HAProxy name")
     return value
+
+
+def probe(target: HaproxyTarget) -> str:
+    """``doctor``: the runtime API answers, and whether it grants admin level."""
+    import asyncio
+
+    async def check() -> str:
+        text = await runtime(target, "show info")
+        version = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in text.splitlines()
+                if line.startswith("Version:")
+            ),
+            "?",
+        )
+        level = await runtime(target, "show cli level")
+        return f"HAProxy {version} on {target.socket} (cli level {level.strip() or '?'})"
+
+    return asyncio.run(check())
+
+
+TOOLSET.probe = probe

@@ -81,3 +81,12 @@ async def read_sys(target: MosquittoTarget, topic: str = "$SYS/broker/#") -> dic
             "user may not read $SYS/# (acl) or sys_interval is 0",
         )
     return values
+
+
+def probe(target: MosquittoTarget) -> str:
+    """``doctor``: the user can read ``$SYS``."""
+    values = asyncio.run(read_sys(target, "$SYS/broker/version"))
+    return f"{next(iter(values.values()))} at {target.host}:{target.port}"
+
+
+TOOLSET.probe = probe

@@ -30,3 +30,21 @@ def target_of(ctx: ToolContext[Any]) -> NatsTarget:
 
 def place(ctx: ToolContext[Any]) -> str:
     return f"nats:{ctx.ref.target}"
+
+
+def probe(target: NatsTarget) -> str:
+    """``doctor``: the monitoring port answers /varz."""
+    import asyncio
+
+    async def check() -> str:
+        api = make_api(target)
+        try:
+            varz = await api.get("/varz")
+        finally:
+            await api.aclose()
+        return f"nats {varz.get('version')} {varz.get('server_name')}, {varz.get('connections')} connections"
+
+    return asyncio.run(check())
+
+
+TOOLSET.probe = probe

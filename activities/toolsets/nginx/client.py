@@ -141,3 +141,18 @@ def parse_stub_status(text: str) -> dict[str, int] | None:
         "waiting": waiting,
         "dropped": accepts - handled,
     }
+
+
+def probe(target: NginxTarget) -> str:
+    """``doctor``: nginx -t where the target's commands run, and stub_status if configured."""
+    import asyncio
+
+    result = asyncio.run(config_test(target))
+    if not result["valid"]:
+        raise RuntimeError(f"`{result['command']}` fails: " + "; ".join(result["errors"][:2]))
+    return f"`{result['command']}` passes on {result['where']}" + (
+        f"; stub_status at {target.status_url}" if target.status_url else "; no status_url"
+    )
+
+
+TOOLSET.probe = probe

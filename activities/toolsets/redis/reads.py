@@ -243,7 +243,7 @@ class BigkeysParams(BaseModel):
     max_keys: int = Field(default=5000, ge=10, le=100_000, description="SCAN at most this many")
     count: int = Field(default=200, ge=10, le=5000, description="SCAN COUNT per call")
     limit: int = Field(default=10, ge=1, le=100)
-    max_seconds: float = Field(default=5.0, gt=0, le=30)
+    max_seconds: float = Field(default=5.0, gt=0, le=20, description="stop scanning after this")
 
 
 @TOOLSET.read(

@@ -4,6 +4,7 @@ refused for a broken Caddyfile (the running config unchanged), done for a valid 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,14 @@ async def test_typed_failures(tmp_path: Path) -> None:
         assert not test.ok and test.error.kind is ToolErrorKind.UNSUPPORTED
     finally:
         await tools.aclose()
+
+
+async def test_doctor_probe(caddy: Caddy) -> None:
+    from activities.toolsets.caddy import TOOLSET
+    from core.targets import CaddyTarget
+
+    assert TOOLSET.probe is not None
+    found = await asyncio.to_thread(
+        TOOLSET.probe, CaddyTarget(name="edge", admin_url=caddy.admin_url)
+    )
+    assert "1 server(s), 1 upstream(s)" in found

@@ -13,6 +13,7 @@ import pytest
 from core.models import Reversibility, ToolErrorKind
 from tests.conftest import make_settings
 from tests.toolsets.backends import WebContainer, get, until
+from tests.toolsets.haproxy.conftest import haproxy_target
 from tests.toolsets.runner import Tools
 from workers.lab.processes import free_port
 from workers.lab.proxies import Haproxy
@@ -172,3 +173,12 @@ async def test_typed_failures(tmp_path: Path, haproxy: Haproxy) -> None:
         assert prepared.error is not None and prepared.error.kind is ToolErrorKind.UNSUPPORTED
     finally:
         await tools.aclose()
+
+
+async def test_doctor_probe(haproxy: Haproxy, web: WebContainer) -> None:
+    from activities.toolsets.haproxy import TOOLSET
+    from core.targets import HaproxyTarget
+
+    assert TOOLSET.probe is not None
+    found = await asyncio.to_thread(TOOLSET.probe, HaproxyTarget(**haproxy_target(haproxy, web)))
+    assert found.startswith("HAProxy ") and "admin" in found

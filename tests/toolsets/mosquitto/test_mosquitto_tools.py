@@ -83,3 +83,15 @@ async def test_typed_failures(broker: Mosquitto, tmp_path: Path) -> None:
         assert not prefix.ok and prefix.error.kind is ToolErrorKind.INVALID
     finally:
         await tools.aclose()
+
+
+async def test_doctor_probe(broker: Mosquitto) -> None:
+    from activities.toolsets.mosquitto import TOOLSET
+    from core.targets import MosquittoTarget
+
+    assert TOOLSET.probe is not None
+    target = MosquittoTarget(
+        name="ha", port=broker.port, username="homelab", password=broker.password, sys_wait=1
+    )
+    found = await asyncio.to_thread(TOOLSET.probe, target)
+    assert found.startswith("mosquitto version")

@@ -83,3 +83,12 @@ async def test_typed_failures(tmp_path: Path) -> None:
         assert not bad.ok and bad.error.kind is ToolErrorKind.INVALID
     finally:
         await tools.aclose()
+
+
+async def test_doctor_probe(nats_server: Nats) -> None:
+    from activities.toolsets.nats import TOOLSET
+    from core.targets import NatsTarget
+
+    assert TOOLSET.probe is not None
+    found = await asyncio.to_thread(TOOLSET.probe, NatsTarget(name="bus", url=nats_server.url))
+    assert found.startswith("nats 2.") and " lab," in found

@@ -4,6 +4,7 @@ configuration (the running one keeps serving), done for a valid one."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from core.models import Reversibility, ToolErrorKind
 from tests.conftest import make_settings
 from tests.toolsets.backends import WebContainer, get, until
+from tests.toolsets.nginx.conftest import nginx_target
 from tests.toolsets.runner import Tools
 from workers.lab.proxies import Nginx
 
@@ -123,3 +125,12 @@ async def test_missing_binary_and_no_status_url(
         assert not status.ok and status.error.kind is ToolErrorKind.UNSUPPORTED
     finally:
         await tools.aclose()
+
+
+async def test_doctor_probe(nginx: Nginx, web: WebContainer) -> None:
+    from activities.toolsets.nginx import TOOLSET
+    from core.targets import NginxTarget
+
+    assert TOOLSET.probe is not None
+    found = await asyncio.to_thread(TOOLSET.probe, NginxTarget(**nginx_target(nginx, web)))
+    assert "passes on localhost" in found and nginx.status_url in found

@@ -116,3 +116,12 @@ async def test_typed_failures_and_least_privilege(
             assert (await agent.put("/queues/%2F/other", json={})).status_code in (401, 403)
     finally:
         workload.delete("guarded")
+
+
+async def test_doctor_probe(rabbitmq: RabbitMQ) -> None:
+    from activities.toolsets.rabbitmq import TOOLSET
+    from core.targets import RabbitmqTarget
+
+    assert TOOLSET.probe is not None
+    found = await asyncio.to_thread(TOOLSET.probe, RabbitmqTarget(**rabbit_target(rabbitmq)))
+    assert found.startswith("RabbitMQ 3.") and "as homelab on vhost /" in found

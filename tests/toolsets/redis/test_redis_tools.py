@@ -4,6 +4,7 @@ MEMORY PURGE, and typed failures (bad password, unreachable, a command the ACL f
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from pathlib import Path
@@ -254,3 +255,12 @@ async def test_typed_failures(redis_server: Redis, tmp_path: Path, admin: redis.
                 agent.execute_command(*command)
     finally:
         agent.close()
+
+
+async def test_doctor_probe(redis_server: Redis) -> None:
+    from activities.toolsets.redis import TOOLSET
+    from core.targets import RedisTarget
+
+    assert TOOLSET.probe is not None
+    found = await asyncio.to_thread(TOOLSET.probe, RedisTarget(**redis_target(redis_server)))
+    assert "as ACL user homelab" in found and "noeviction" in found
