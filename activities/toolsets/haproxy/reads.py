@@ -29,8 +29,8 @@ class ServersParams(BaseModel):
     sample_seconds: float = Field(
         default=0,
         ge=0,
-        le=30,
-        description="> 0: read twice this far apart for 5xx and session rates",
+        le=10,
+        description="> 0: read twice this far apart for 5xx and request rates",
     )
 
 
