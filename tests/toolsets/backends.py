@@ -1,20 +1,20 @@
 """Upstreams for the proxy tests: real containers on the session's dockerd (busybox httpd on a
-loopback port, host network), and a loopback HTTP server answering 500 on /fail."""
+loopback port, host network), and a loopback HTTP server process answering 500 on /fail."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
+import sys
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
 
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
-from workers.lab.processes import free_port, wait_for
+from workers.lab.processes import Proc, free_port, wait_for
 
 
 class WebContainer:
@@ -65,29 +65,43 @@ class WebContainer:
         self.client.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
+FAILING_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
         status = 500 if self.path.startswith("/fail") else 200
         self.send_response(status)
         self.send_header("content-length", "3")
         self.end_headers()
-        self.wfile.write(b"ok\n" if status == 200 else b"no\n")
+        try:
+            self.wfile.write(b"ok\\n" if status == 200 else b"no\\n")
+        except OSError:
+            pass
 
-    def log_message(self, *args: Any) -> None:
+    def log_message(self, *args):
         pass
 
 
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
 @contextlib.contextmanager
-def failing_server() -> Iterator[str]:
-    """A loopback HTTP server: 200 on /, 500 on /fail. Yields its host:port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def failing_server(root: Path) -> Iterator[str]:
+    """An HTTP server in its own process (its own GIL: health checks get answered in time even
+    while the test process runs a worker): 200 on /, 500 on /fail. Yields its host:port."""
+    port = free_port()
+    proc = Proc.spawn(
+        "failing-http", [sys.executable, "-c", FAILING_SERVER, str(port)], root / "failing.log"
+    )
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        wait_for(lambda: get(f"http://127.0.0.1:{port}/") == 200, 10, "failing server")
+        yield f"127.0.0.1:{port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        proc.stop()
 
 
 def get(url: str) -> int:

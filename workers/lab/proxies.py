@@ -207,6 +207,7 @@ class Haproxy:
 defaults
     mode http
     timeout connect 1s
+    timeout check 2s
     timeout client 5s
     timeout server 5s
 frontend fe_app

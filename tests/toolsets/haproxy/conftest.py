@@ -25,8 +25,8 @@ def web(docker_engine: DockerEngine) -> Iterator[WebContainer]:
 
 
 @pytest.fixture(scope="module")
-def flaky() -> Iterator[str]:
-    with failing_server() as address:
+def flaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with failing_server(tmp_path_factory.mktemp("flaky")) as address:
         yield address
 
 
