@@ -104,6 +104,41 @@ def failing_server(root: Path) -> Iterator[str]:
         proc.stop()
 
 
+TRAFFIC = """
+import sys, time, urllib.error, urllib.request
+
+url, out = sys.argv[1], sys.argv[2]
+with open(out, "a", buffering=1) as log:
+    while True:
+        try:
+            status = urllib.request.urlopen(url, timeout=3).status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except OSError:
+            status = 0
+        log.write(f"{status}\\n")
+"""
+
+
+class Traffic:
+    """Requests to ``url`` from their own process until stopped; the statuses seen, in order."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.log = root / "traffic.log"
+        self.proc = Proc.spawn(
+            "traffic", [sys.executable, "-c", TRAFFIC, url, str(self.log)], root / "traffic.out"
+        )
+
+    def statuses(self) -> list[int]:
+        try:
+            return [int(line) for line in self.log.read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
 def get(url: str) -> int:
     """Status of a GET, or 0 when nothing answers."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,12 @@ def flaky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def dead() -> str:
-    return f"127.0.0.1:{free_port()}"
+def dead() -> Iterator[str]:
+    """An address that refuses connections for the whole module: bound, never listening, so
+    nothing else started meanwhile (a dev server, a proxy) can take the port."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{held.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ verifies the 5xx stopped — with real traffic flowing through HAProxy the whole
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,30 +15,33 @@ from temporalio.testing import WorkflowEnvironment
 from core.models import ChangeResult, Outcome, RiskLevel
 from tests.integration.stack import running_stack
 from tests.toolsets.alerts import evidence, incident
-from tests.toolsets.backends import WebContainer, get
+from tests.toolsets.backends import Traffic, WebContainer
 from tests.toolsets.haproxy.conftest import haproxy_target
 from tests.toolsets.runner import Tools
 from workers.lab.dockerd import DockerEngine
+from workers.lab.processes import free_port
 from workers.lab.proxies import Haproxy
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def haproxy(
+    tmp_path_factory: pytest.TempPathFactory, web: WebContainer, flaky: str
+) -> Iterator[Haproxy]:
+    """Two servers that pass their checks; one of them answers 500 on /fail."""
+    servers = {"web1": web.address, "flaky": flaky}
+    server = Haproxy(tmp_path_factory.mktemp("haproxy"), free_port()).start(servers)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def traffic(haproxy: Haproxy) -> Iterator[list[int]]:
-    """Requests through HAProxy until the test ends; the statuses seen."""
-    seen: list[int] = []
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            seen.append(get(f"http://127.0.0.1:{haproxy.port}/fail"))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield seen
-    stop.set()
-    thread.join(5)
+def traffic(haproxy: Haproxy, tmp_path: Path) -> Iterator[Traffic]:
+    """Requests through HAProxy, from their own process, until the test ends."""
+    load = Traffic(f"http://127.0.0.1:{haproxy.port}/fail", tmp_path)
+    yield load
+    load.stop()
 
 
 async def test_server_answering_5xx_is_taken_out_of_rotation(
@@ -47,7 +49,7 @@ async def test_server_answering_5xx_is_taken_out_of_rotation(
     docker_engine: DockerEngine,
     haproxy: Haproxy,
     web: WebContainer,
-    traffic: list[int],
+    traffic: Traffic,
     tmp_path: Path,
 ) -> None:
     async with running_stack(
@@ -72,12 +74,13 @@ async def test_server_answering_5xx_is_taken_out_of_rotation(
             assert state.verification is not None and state.verification.passed
             (change,) = stack.store.list_changes(state.workflow_id)
             assert change.before["status"] == "UP" and change.after["status"] == "MAINT"
-            served = len(traffic)
+            served = len(traffic.statuses())
             for _ in range(100):
-                if len(traffic) >= served + 20:
+                if len(traffic.statuses()) >= served + 20:
                     break
                 await asyncio.sleep(0.05)
-            assert len(traffic) >= served + 20 and 500 not in traffic[served:]  # symptom gone
+            after = traffic.statuses()[served:]
+            assert len(after) >= 20 and 500 not in after  # the real symptom is gone
         finally:
             tools = Tools(stack.settings, "haproxy:lb")
             await tools.run("haproxy.enable_server", {"backend": "be_app", "server": "flaky"})
