@@ -29,15 +29,22 @@ from core.models import ApprovalMode, RiskLevel, TargetRef
 from core.targets import (
     AdGuardTarget,
     AlertmanagerTarget,
+    CaddyTarget,
     CloudflareTarget,
     DockerTarget,
     GrafanaTarget,
+    HaproxyTarget,
     HomeAssistantTarget,
     HostTarget,
+    MosquittoTarget,
+    NatsTarget,
+    NginxTarget,
     PbsTarget,
     PostgresTarget,
     PrometheusTarget,
     ProxmoxTarget,
+    RabbitmqTarget,
+    RedisTarget,
     Section,
     TailscaleTarget,
     Target,
@@ -338,6 +345,13 @@ class Settings(BaseSettings):
     cloudflare: list[CloudflareTarget] = Field(default_factory=list)
     tailscale: list[TailscaleTarget] = Field(default_factory=list)
     unifi: list[UnifiTarget] = Field(default_factory=list)
+    redis: list[RedisTarget] = Field(default_factory=list)
+    nginx: list[NginxTarget] = Field(default_factory=list)
+    caddy: list[CaddyTarget] = Field(default_factory=list)
+    haproxy: list[HaproxyTarget] = Field(default_factory=list)
+    rabbitmq: list[RabbitmqTarget] = Field(default_factory=list)
+    nats: list[NatsTarget] = Field(default_factory=list)
+    mosquitto: list[MosquittoTarget] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

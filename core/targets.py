@@ -467,3 +467,161 @@ class UnifiTarget(Target):
             raise ValueError(f"{self.name}: password or password_file is required")
         _verify_setting(self.verify_tls, f"{self.name}.verify_tls")
         return self
+
+
+def _backend_ref(value: str, key: str) -> str:
+    """``docker:lab/web`` or ``postgres:main[/db]``: a configured target an upstream runs on."""
+    service, sep, rest = value.partition(":")
+    if not sep or service not in ("docker", "postgres") or not rest or rest.startswith("/"):
+        raise ValueError(f"{key}: {value!r} is not docker:TARGET/CONTAINER or postgres:TARGET[/DB]")
+    return value
+
+
+class BackendMap(Section):
+    """What runs behind an address a proxy (or broker consumer) points at: the configured Docker
+    container or PostgreSQL server the investigation continues on."""
+
+    backends: dict[str, str] = Field(
+        default_factory=dict,
+        description="upstream host:port (or queue name) → docker:TARGET/CONTAINER or "
+        "postgres:TARGET[/DB]",
+    )
+
+    @field_validator("backends")
+    @classmethod
+    def _refs(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k: _backend_ref(v, f"backends.{k}") for k, v in value.items()}
+
+
+class RedisTarget(Target):
+    """A Redis or Valkey server; an ACL user with the commands the tools use (see the README)."""
+
+    url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        pattern=r"^(redis|rediss|unix)://",
+        description="redis://host:port/db, rediss:// (TLS) or unix:///path.sock",
+    )
+    username: str | None = Field(default=None, description="ACL user; default: `default`")
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    timeout: float = Field(default=5.0, gt=0)
+    maxmemory_ceiling: int = Field(
+        default=4 * 1024**3,
+        ge=1024 * 1024,
+        description="config_set never raises maxmemory above this (bytes or 4g)",
+    )
+
+    @field_validator("maxmemory_ceiling", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> RedisTarget:
+        self.password = self.password or read_secret_file(
+            self.password_file, f"{self.name}.password_file"
+        )
+        return self
+
+
+class CommandTarget(Target):
+    """A service managed by commands run locally, or over SSH when ``ssh`` is set."""
+
+    ssh: SshAccess | None = None
+    command_timeout: float = Field(default=30.0, gt=0, description="seconds per command")
+
+
+class NginxTarget(CommandTarget, BackendMap):
+    """nginx: ``command`` is the argv prefix every nginx call starts with (add ``-c``/``-p``)."""
+
+    command: list[str] = Field(default_factory=lambda: ["nginx"], min_length=1)
+    reload_command: list[str] | None = Field(
+        default=None,
+        description="how to reload; default: command + [-s, reload] (e.g. [systemctl, reload, nginx])",
+    )
+    status_url: str | None = Field(default=None, description="the stub_status location's URL")
+    probe_timeout: float = Field(default=2.0, gt=0, description="upstream probe, seconds")
+
+
+class CaddyTarget(CommandTarget, BackendMap):
+    """Caddy: its admin API, and the config file ``reload`` loads after ``caddy validate``."""
+
+    admin_url: str = "http://127.0.0.1:2019"
+    config_file: Path | None = Field(
+        default=None, description="the Caddyfile or JSON config `reload` validates and loads"
+    )
+    adapter: str = Field(default="caddyfile", pattern=r"^[a-z0-9_]+$", description="or json")
+    command: list[str] = Field(default_factory=lambda: ["caddy"], min_length=1)
+    timeout: float = Field(default=10.0, gt=0)
+    probe_timeout: float = Field(default=2.0, gt=0)
+
+
+class HaproxyTarget(CommandTarget, BackendMap):
+    """HAProxy: the runtime API on its stats socket (``stats socket ... level admin``)."""
+
+    socket: str = Field(
+        description="unix socket path, or host:port of a TCP stats socket (level admin)"
+    )
+    config_file: Path | None = Field(default=None, description="checked with haproxy -c first")
+    command: list[str] = Field(default_factory=lambda: ["haproxy"], min_length=1)
+    reload_command: list[str] | None = Field(
+        default=None,
+        description="how to reload (e.g. [systemctl, reload, haproxy] or [kill, -USR2, PID])",
+    )
+    timeout: float = Field(default=5.0, gt=0)
+
+
+class RabbitmqTarget(Target, BackendMap):
+    """RabbitMQ: the management plugin's HTTP API (a `monitoring` user; `management` + queue
+    configure rights for purging). ``backends`` maps a queue to the container consuming it."""
+
+    url: str = "http://127.0.0.1:15672"
+    username: str = "guest"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    vhost: str = "/"
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> RabbitmqTarget:
+        self.password = self.password or read_secret_file(
+            self.password_file, f"{self.name}.password_file"
+        )
+        if self.password is None:
+            raise ValueError(f"{self.name}: password or password_file is required")
+        return self
+
+
+class NatsTarget(Target, BackendMap):
+    """A NATS server's monitoring port (``-m 8222``): /varz, /connz, /jsz are read-only."""
+
+    url: str = "http://127.0.0.1:8222"
+    verify_tls: bool | str = True
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class MosquittoTarget(Target):
+    """A Mosquitto broker read through its ``$SYS`` topics (an MQTT user allowed to read them)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    timeout: float = Field(default=5.0, gt=0)
+    sys_wait: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description="seconds to collect $SYS (≥ the broker's sys_interval)",
+    )
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> MosquittoTarget:
+        self.password = self.password or read_secret_file(
+            self.password_file, f"{self.name}.password_file"
+        )
+        return self

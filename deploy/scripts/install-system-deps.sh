@@ -2,7 +2,8 @@
 # Installs the system packages the tests and the demo lab run for real: a Docker engine
 # (dockerd, run on a private socket by the tests), busybox (the lab image), PostgreSQL,
 # promtool (from the prometheus package) for the shipped alert rules, logrotate for the hosts tools,
-# Unbound.
+# Unbound, and the services the Redis, proxy and broker toolsets act on (Redis, nginx, Caddy,
+# HAProxy, RabbitMQ, NATS, Mosquitto).
 # Debian/Ubuntu, as root. Safe to re-run: installs only what is missing.
 set -euo pipefail
 
@@ -30,6 +31,14 @@ command -v ps >/dev/null 2>&1 || need+=(procps)
 command -v unbound-control >/dev/null 2>&1 || need+=(unbound)
 # Home Assistant core runs in its own venv (make ha-venv), built with python3 -m venv
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# the Redis, proxy and broker toolsets' tests (each server runs on loopback) and the lab's Redis
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || need+=(prometheus-redis-exporter)
+command -v caddy >/dev/null 2>&1 || need+=(caddy)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+[ -x /usr/sbin/nats-server ] || need+=(nats-server)
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

@@ -2,9 +2,11 @@
 
 Components: a private dockerd whose data-root is a small loop-mounted ext4 disk (so a log flood
 really fills a disk that node_exporter reports), a web app container with a healthcheck on a host
-port, PostgreSQL, nginx serving a certificate that expires in a few days, node_exporter,
-postgres_exporter, blackbox_exporter (HTTP probe of the web app, TLS probe of nginx), Prometheus with
-the rule files of ``deploy/prometheus`` and Alertmanager routing to the agents' intake.
+port, PostgreSQL, nginx serving a certificate that expires in a few days, Redis (maxmemory 8 MB,
+noeviction) with redis_exporter, an nginx reverse proxy in front of a ``shop`` container,
+node_exporter, postgres_exporter, blackbox_exporter (HTTP probes of the web app and of the proxied
+shop, TLS probe of nginx), Prometheus with the rule files of ``deploy/prometheus`` and Alertmanager
+routing to the agents' intake.
 """
 
 from __future__ import annotations
@@ -28,13 +30,18 @@ from workers.lab.monitoring import (
     blackbox_exporter,
     node_exporter,
     postgres_exporter,
+    redis_exporter,
 )
 from workers.lab.postgres import Postgres
 from workers.lab.processes import Proc, free_ports
+from workers.lab.proxies import Nginx
+from workers.lab.redis import AGENT_USER as REDIS_AGENT
+from workers.lab.redis import Redis
 from workers.lab.tls import make_certificates, start_nginx
 
 DISK_MB = 256
 CERT_DAYS = 5
+REDIS_MAXMEMORY = "8mb"
 COMPRESSION = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "time-compression.yaml"
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "roles.sql"
@@ -159,6 +166,10 @@ class Lab:
             "temporal",
             "temporal_ui",
             "intake",
+            "redis",
+            "redis_exporter",
+            "proxy",
+            "shop",
         ]
         ports = dict(zip(names, free_ports(len(names)), strict=True))
         if intake_port:
@@ -178,13 +189,20 @@ class Lab:
         try:
             engine = DockerEngine(disk).start()
             self._record(state, engine.proc)
-            self._base_containers(engine, ports["web"])
+            self._base_containers(engine, ports["web"], ports["shop"])
             pg = Postgres(
                 Path(state.postgres_dir), ports["postgres"], {"max_connections": "60"}
             ).start()
             self._least_privilege(pg)
             ca, cert, key = make_certificates(self.root / "tls", CERT_DAYS)
             self._record(state, start_nginx(self.root / "nginx", ports["nginx"], cert, key, ca))
+            redis = Redis(self.root / "redis", ports["redis"]).start(
+                maxmemory=REDIS_MAXMEMORY, policy="noeviction"
+            )
+            self._record(state, redis.proc)
+            self._record(state, redis_exporter(self.root, ports["redis_exporter"], redis.url))
+            proxy = Nginx(self.root / "proxy", ports["proxy"]).start([f"127.0.0.1:{ports['shop']}"])
+            self._record(state, proxy.proc)
             self._record(state, node_exporter(self.root, ports["node"]))
             self._record(
                 state,
@@ -207,6 +225,7 @@ class Lab:
                 scrape={
                     "node": [f"127.0.0.1:{ports['node']}"],
                     "postgres": [f"127.0.0.1:{ports['pg_exporter']}"],
+                    "redis": [f"127.0.0.1:{ports['redis_exporter']}"],
                 },
                 alertmanager_port=ports["alertmanager"],
                 probes={
@@ -214,6 +233,12 @@ class Lab:
                         "module": "http_2xx",
                         "targets": [f"http://127.0.0.1:{ports['web']}/"],
                         "exporter": f"127.0.0.1:{ports['blackbox']}",
+                    },
+                    "blackbox-proxy": {
+                        "module": "http_2xx",
+                        "targets": [f"http://127.0.0.1:{ports['proxy']}/"],
+                        "exporter": f"127.0.0.1:{ports['blackbox']}",
+                        "labels": {"proxy": "nginx", "homelab_target": "lab"},
                     },
                     "blackbox-tls": {
                         "module": "tls_connect",
@@ -247,8 +272,17 @@ class Lab:
         with psycopg.connect(pg.dsn("labdb"), autocommit=True) as conn:
             conn.execute("ALTER SCHEMA public OWNER TO app")
 
-    def _base_containers(self, engine: DockerEngine, web_port: int) -> None:
+    def _base_containers(self, engine: DockerEngine, web_port: int, shop_port: int) -> None:
         with contextlib.closing(engine.client()) as client:
+            client.containers.run(  # the app behind the nginx reverse proxy
+                BUSYBOX_IMAGE,
+                ["httpd", "-f", "-p", f"127.0.0.1:{shop_port}", "-h", "/www"],
+                name="shop",
+                detach=True,
+                network_mode="host",
+                init=True,
+                labels={"homelab.lab": "base"},
+            )
             client.containers.run(
                 BUSYBOX_IMAGE,
                 ["httpd", "-f", "-p", f"127.0.0.1:{web_port}", "-h", "/www"],
@@ -298,6 +332,24 @@ class Lab:
                     "instances": [f"127.0.0.1:{ports['pg_exporter']}"],
                 }
             ],
+            "redis": [
+                {
+                    "name": "lab",
+                    "url": f"redis://127.0.0.1:{ports['redis']}/0",
+                    "username": REDIS_AGENT,
+                    "password_file": str(self.redis_password_file()),
+                    "instances": [f"127.0.0.1:{ports['redis_exporter']}"],
+                    "maxmemory_ceiling": "256m",
+                }
+            ],
+            "nginx": [
+                {
+                    "name": "lab",
+                    "command": Nginx(self.root / "proxy", ports["proxy"]).command,
+                    "status_url": f"http://127.0.0.1:{ports['proxy']}/nginx_status",
+                    "backends": {f"127.0.0.1:{ports['shop']}": "docker:lab/shop"},
+                }
+            ],
             "prometheus": [{"name": "lab", "url": f"http://127.0.0.1:{ports['prometheus']}"}],
             "alertmanager": [{"name": "lab", "url": f"http://127.0.0.1:{ports['alertmanager']}"}],
             "worker": {"metrics_port": 0},
@@ -305,6 +357,13 @@ class Lab:
         }
         path = self.root / "homelab.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def redis_password_file(self) -> Path:
+        path = self.root / "redis-agent-password"
+        if not path.exists():
+            path.write_text(Redis(self.root / "redis", 0).password)
+            path.chmod(0o600)
         return path
 
     def _record(self, state: LabState, proc: Proc | None) -> None:
@@ -374,6 +433,8 @@ def describe(state: LabState) -> dict[str, Any]:
         "web app": f"http://127.0.0.1:{ports['web']}/",
         "nginx (TLS)": f"https://127.0.0.1:{ports['nginx']}/",
         "postgres": f"postgresql://postgres@127.0.0.1:{ports['postgres']}/labdb",
+        "redis": f"redis://127.0.0.1:{ports['redis']}/0 (maxmemory {REDIS_MAXMEMORY}, noeviction)",
+        "nginx (proxy)": f"http://127.0.0.1:{ports['proxy']}/ → container shop",
         "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
         "alertmanager": f"http://127.0.0.1:{ports['alertmanager']}",
         "temporal web ui": f"http://127.0.0.1:{ports['temporal_ui']}",

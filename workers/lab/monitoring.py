@@ -90,7 +90,9 @@ class Prometheus:
                     "job_name": job,
                     "metrics_path": "/probe",
                     "params": {"module": [probe["module"]]},
-                    "static_configs": [{"targets": probe["targets"]}],
+                    "static_configs": [
+                        {"targets": probe["targets"], "labels": probe.get("labels", {})}
+                    ],
                     "relabel_configs": [
                         {"source_labels": ["__address__"], "target_label": "__param_target"},
                         {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -276,6 +278,21 @@ def blackbox_exporter(root: Path, port: int, ca_file: Path) -> Proc:
         root / "blackbox-exporter.log",
     )
     wait_for(lambda: _ready(f"http://127.0.0.1:{port}/metrics"), 20, "blackbox-exporter")
+    return proc
+
+
+def redis_exporter(root: Path, port: int, redis_url: str) -> Proc:
+    """oliver006/redis_exporter (Debian's prometheus-redis-exporter) for the lab's Redis."""
+    proc = Proc.spawn(
+        "redis-exporter",
+        [
+            binary("prometheus-redis-exporter", "redis_exporter"),
+            f"-redis.addr={redis_url}",
+            f"-web.listen-address=127.0.0.1:{port}",
+        ],
+        root / "redis-exporter.log",
+    )
+    wait_for(lambda: _ready(f"http://127.0.0.1:{port}/metrics"), 20, "redis-exporter")
     return proc
 
 

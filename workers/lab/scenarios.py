@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import docker
+import httpx
 import psycopg
+import redis
 import yaml
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -90,6 +92,16 @@ class Step(Strict):
         default=None, description="open N sessions, each idle inside a transaction"
     )
     release_held: bool = False
+    docker_stop: list[str] | None = Field(
+        default=None, description="stop containers (a clean stop: no Docker events incident)"
+    )
+    docker_start: list[str] | None = None
+    redis_fill: str | None = Field(
+        default=None, description="write 1 KiB values under this key prefix until Redis refuses"
+    )
+    redis: list[list[str]] | None = Field(
+        default=None, description="Redis commands as the workload (the default user)"
+    )
     database: str = "labdb"
     ignore_errors: bool = False
     sleep: Duration | None = None
@@ -106,6 +118,10 @@ class Step(Strict):
             self.idle_in_transaction,
             self.sleep,
             self.release_held or None,
+            self.docker_stop,
+            self.docker_start,
+            self.redis_fill,
+            self.redis,
         ]
         if sum(a is not None for a in actions) != 1:
             raise ValueError("a step does exactly one thing")
@@ -122,6 +138,10 @@ class Check(Strict):
     dangling_images_max: int | None = None
     disk_free_percent_min: float | None = Field(default=None, description="the engine's data disk")
     sql_scalar: str | None = None
+    redis_writable: bool | None = Field(default=None, description="a SET succeeds (or not)")
+    redis_maxmemory_mb_min: float | None = None
+    http_status: int | None = Field(default=None, description="status of GET url")
+    url: str = Field(default="", description="for http_status; {port_name} placeholders")
     database: str = "labdb"
     equals: Any = None
     at_most: float | None = None
@@ -272,8 +292,28 @@ class LabHands:
                 self.held.append(conn)
         elif step.release_held:
             self.release()
+        elif step.docker_stop is not None:
+            for name in step.docker_stop:
+                self.docker.containers.get(name).stop(timeout=2)
+        elif step.docker_start is not None:
+            for name in step.docker_start:
+                self.docker.containers.get(name).start()
+        elif step.redis_fill is not None:
+            with contextlib.closing(self.redis()) as client:
+                for i in range(1_000_000):
+                    try:
+                        client.set(f"{step.redis_fill}:{i}", "x" * 1024)
+                    except redis.exceptions.ResponseError:
+                        break  # OOM: the fault is in place
+        elif step.redis is not None:
+            with contextlib.closing(self.redis()) as client:
+                for command in step.redis:
+                    client.execute_command(*command)
         elif step.sleep is not None:
             time.sleep(step.sleep.total_seconds())
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(port=self.state.ports["redis"], decode_responses=True)
 
     def release(self) -> None:
         for conn in self.held:
@@ -307,6 +347,25 @@ class LabHands:
             if check.dangling_images_max is not None:
                 count = len(self.docker.images.list(filters={"dangling": True}))
                 return count <= check.dangling_images_max, f"{count} dangling images"
+            if check.redis_writable is not None:
+                with contextlib.closing(self.redis()) as client:
+                    try:
+                        client.set("lab:check", "x" * 1024)
+                        writable = True
+                    except redis.exceptions.ResponseError:
+                        writable = False
+                return writable == check.redis_writable, f"redis writable: {writable}"
+            if check.redis_maxmemory_mb_min is not None:
+                with contextlib.closing(self.redis()) as client:
+                    limit = float(str(client.config_get("maxmemory")["maxmemory"])) / 1048576
+                return limit >= check.redis_maxmemory_mb_min, f"redis maxmemory {limit:.1f} MiB"
+            if check.http_status is not None:
+                url = check.url.format(**self.state.ports)
+                try:
+                    status = httpx.get(url, timeout=3, trust_env=False).status_code
+                except httpx.HTTPError as exc:
+                    return False, f"GET {url}: {type(exc).__name__}"
+                return status == check.http_status, f"GET {url}: {status}"
             if check.sql_scalar:
                 with psycopg.connect(self.dsn(check.database, "postgres"), autocommit=True) as conn:
                     row = conn.execute(check.sql_scalar.encode()).fetchone()
