@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.models import ApprovalMode, RiskLevel, TargetRef
+from core.schedules import SCHEDULE_NAME, ScheduleJob, default_schedules
 from core.targets import (
     AdGuardTarget,
     AlertmanagerTarget,
@@ -331,6 +332,11 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     runbook_dirs: list[Path] = Field(default_factory=list)
+    schedules: dict[str, ScheduleJob] | None = Field(
+        default=None,
+        description="Temporal Schedules by name; unset: the built-in forecast, anomalies and "
+        "pattern report; set: exactly these (one removed here is deleted on the next apply)",
+    )
     docker: list[DockerTarget] = Field(default_factory=lambda: [DockerTarget(name="local")])
     postgres: list[PostgresTarget] = Field(default_factory=list)
     prometheus: list[PrometheusTarget] = Field(default_factory=list)
@@ -374,6 +380,20 @@ class Settings(BaseSettings):
                     raise ValueError(f"{service}: target name {target.name!r} appears twice")
                 seen.add(target.name)
         return self
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedule_names(cls, jobs: dict[str, ScheduleJob] | None) -> dict[str, ScheduleJob] | None:
+        for name in jobs or {}:
+            if not re.fullmatch(SCHEDULE_NAME, name):
+                raise ValueError(f"schedule name {name!r} must match {SCHEDULE_NAME}")
+        return jobs
+
+    def schedule_jobs(self) -> dict[str, ScheduleJob]:
+        """The schedules `schedules apply` keeps on Temporal (the built-ins when none are set)."""
+        if self.schedules is None:
+            return default_schedules(bool(self.prometheus))
+        return dict(self.schedules)
 
     @classmethod
     def service_names(cls) -> list[str]:

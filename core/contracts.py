@@ -81,3 +81,26 @@ ALL: list[Contract[Any]] = [
     LOCK_ACQUIRE,
     NOTIFY,
 ]
+
+# --- proactive operations (scheduled workflows) ------------------------------------------------
+
+from core.schedules import (  # noqa: E402 - appended section
+    AnomalyInput,
+    Evaluation,
+    ForecastInput,
+    PatternReport,
+    PatternReportInput,
+    RouteRequest,
+    RouteResult,
+    RunRecord,
+)
+
+FORECAST_EVALUATE = Contract("forecast.evaluate", (ForecastInput,), Evaluation)
+ANOMALIES_EVALUATE = Contract("anomalies.evaluate", (AnomalyInput,), Evaluation)
+PATTERNS_REPORT = Contract("patterns.report", (PatternReportInput,), PatternReport)
+FINDINGS_ROUTE = Contract("findings.route", (RouteRequest,), RouteResult)
+SCHEDULE_FINISH = Contract("schedules.finish", (RunRecord,), type(None))
+
+ALL.extend(
+    [FORECAST_EVALUATE, ANOMALIES_EVALUATE, PATTERNS_REPORT, FINDINGS_ROUTE, SCHEDULE_FINISH]
+)

@@ -79,3 +79,38 @@ LLM_MONTH_SPEND = Gauge(
     "homelab_llm_month_spend_usd",
     "LLM spend recorded in the store for the current calendar month (UTC).",
 )
+
+# --- proactive operations: scheduled runs and their findings -----------------------------------
+
+SCHEDULE_RUNS = Counter(
+    "homelab_schedule_runs_total",
+    "Scheduled runs by schedule, workflow and outcome (ok, failed).",
+    ["schedule", "workflow", "outcome"],
+)
+SCHEDULE_RUN_DURATION = Histogram(
+    "homelab_schedule_run_seconds",
+    "Duration of a scheduled run, start to finish.",
+    ["schedule"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+SCHEDULE_FINDINGS = Gauge(
+    "homelab_schedule_findings",
+    "Findings of the schedule's last run.",
+    ["schedule"],
+)
+SCHEDULE_ROUTED = Counter(
+    "homelab_schedule_findings_routed_total",
+    "Findings routed as alerts, by schedule and result (opened, renotified, resolved, "
+    "suppressed: incident closed within repeat_interval).",
+    ["schedule", "result"],
+)
+SCHEDULE_LAST_SUCCESS = Gauge(
+    "homelab_schedule_last_success_timestamp_seconds",
+    "Unix time of the schedule's last successful run (the worker's start until the first).",
+    ["schedule"],
+)
+SCHEDULE_PERIOD = Gauge(
+    "homelab_schedule_period_seconds",
+    "The longest expected gap between two runs of the schedule (from the config).",
+    ["schedule"],
+)

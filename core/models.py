@@ -168,7 +168,7 @@ class Alert(Model):
     starts_at: datetime
     ends_at: datetime | None = None
     generator_url: str = ""
-    source: Literal["alertmanager", "docker-events", "manual"] = "alertmanager"
+    source: Literal["alertmanager", "docker-events", "manual", "schedule"] = "alertmanager"
     received_at: datetime | None = None
 
     @property

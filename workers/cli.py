@@ -39,11 +39,15 @@ incidents_app = typer.Typer(help="List incidents.", no_args_is_help=True)
 incident_app = typer.Typer(help="Look at one incident.", no_args_is_help=True)
 tools_app = typer.Typer(help="The tool catalog.", no_args_is_help=True)
 policy_app = typer.Typer(help="Explain policy decisions.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Temporal Schedules of the proactive jobs.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports from the store.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(incident_app, name="incident")
 app.add_typer(tools_app, name="tools")
 app.add_typer(policy_app, name="policy")
 app.add_typer(demo_app, name="demo")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(report_app, name="report")
 
 # Piped output gets a wide console so tables stay one row per line (rich assumes 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 220)
@@ -546,6 +550,89 @@ def tools_docs(
 
 def _read(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
+
+
+# --- schedules and reports ----------------------------------------------------------------------
+
+
+@schedules_app.command("apply")
+def schedules_apply(
+    as_json: bool = JsonOpt,
+    keep: bool = typer.Option(False, "--keep", help="Do not delete schedules the config dropped."),
+) -> None:
+    """Create or update the config's schedules on Temporal (idempotent); delete dropped ones."""
+    from workers.schedules import apply
+
+    async def go() -> list[Any]:
+        client, _ = await _client_and_store()
+        return await apply(client, state.settings, delete=not keep)
+
+    rows = run(go())
+    if as_json:
+        dump([r.model_dump(mode="json") for r in rows])
+        return
+    table = Table("schedule", "id", "action")
+    for r in rows:
+        table.add_row(*cells(r.name, r.schedule_id, r.action))
+    out.print(table)
+
+
+@schedules_app.command("list")
+def schedules_list(as_json: bool = JsonOpt) -> None:
+    """Each schedule: its spec, next runs, last run and that run's result."""
+    from workers.schedules import list_schedules
+
+    async def go() -> list[Any]:
+        client, _ = await _client_and_store()
+        return await list_schedules(client, state.settings)
+
+    rows = run(go())
+    if as_json:
+        dump([r.model_dump(mode="json") for r in rows])
+        return
+    table = Table("schedule", "workflow", "spec", "state", "next run", "last run", "last result")
+    for r in rows:
+        result = r.last_result or {}
+        summary = (
+            f"{r.last_status}: {result.get('findings', 0)} finding(s), "
+            f"{result.get('opened', 0)} opened, {result.get('resolved', 0)} resolved"
+            if result
+            else r.last_status or "-"
+        )
+        table.add_row(
+            *cells(
+                r.name,
+                r.workflow,
+                r.spec,
+                "paused" if r.paused else "active",
+                r.next_runs[0].strftime("%Y-%m-%d %H:%M:%S") if r.next_runs else "-",
+                r.last_started.strftime("%Y-%m-%d %H:%M:%S") if r.last_started else "-",
+                summary,
+            )
+        )
+    out.print(table)
+
+
+@report_app.command("patterns")
+def report_patterns(
+    as_json: bool = JsonOpt,
+    days: int = typer.Option(7, min=1, max=365, help="The period covered."),
+    weeks: int = typer.Option(8, min=1, max=52, help="Weeks in the MTTR trend."),
+) -> None:
+    """Incidents by weekday, hour, target and alert; recurring faults; the MTTR trend."""
+    from activities.proactive.patterns import build
+    from activities.store import Store
+    from core.schedules import PatternReportInput
+
+    store = Store(state.settings.store_url)
+    try:
+        report = build(store, PatternReportInput(days=days, trend_weeks=weeks))
+    finally:
+        store.close()
+    if as_json:
+        dump(report.model_dump(mode="json"))
+        return
+    say(*report.lines())
 
 
 def main() -> None:

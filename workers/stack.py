@@ -17,12 +17,14 @@ from prometheus_client import start_http_server
 from rich.console import Console
 
 from activities.notify import Notifier
+from activities.proactive.activities import publish_periods
 from activities.store import Store
 from core.config import Settings
 from workers.devserver import DevServer
 from workers.docker_events import DockerEventsWatcher
 from workers.intake import create_app
 from workers.routing import AlertRouter
+from workers.schedules import apply as apply_schedules
 from workers.supervisor import Supervisor, install_signal_handlers
 from workers.temporal_client import address, connect, ensure_search_attributes
 from workers.worker import build_components, build_worker
@@ -88,6 +90,10 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
         added = await ensure_search_attributes(client, settings.temporal.namespace)
         if added:
             log.info("registered search attributes %s", ", ".join(added))
+        changed = [a for a in await apply_schedules(client, settings) if a.action != "unchanged"]
+        for applied in changed:
+            log.info("schedule %s %s", applied.schedule_id, applied.action)
+        publish_periods(settings)
         parts = build_components(settings, _notifiers(settings))
         router = AlertRouter(client, settings.temporal.task_queue)
         watcher = DockerEventsWatcher(settings, router.route)
@@ -121,6 +127,8 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
             f"  Web UI:       {ui}\n"
             f"  Intake:       {intake}/alerts/alertmanager\n"
             f"  Metrics:      {intake}/metrics\n"
+            f"  Schedules:    {', '.join(settings.schedule_jobs()) or 'none'} "
+            "(homelab-agents schedules list)\n"
             f"  Docker:       {', '.join(f'{t.name} ({t.url})' for t in settings.docker) or 'no engines'}\n"
             + (
                 f"  Telegram:     bot for chat {settings.telegram.chat_id} "
@@ -148,6 +156,7 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal.namespace)
     parts = build_components(settings, _notifiers(settings))
+    publish_periods(settings)
     if settings.worker.metrics_port:
         start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
     worker = build_worker(client, parts)

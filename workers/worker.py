@@ -16,6 +16,7 @@ from activities.incident import IncidentActivities
 from activities.llm import LLMActivities
 from activities.locks import LockActivities
 from activities.notify import Notifier, NotifyActivities
+from activities.proactive.activities import ProactiveActivities
 from activities.records import RecordActivities
 from activities.runbooks import load_runbooks
 from activities.store import Store
@@ -23,13 +24,24 @@ from activities.tools import ToolActivities, ToolRunner
 from activities.toolsets import default_catalog
 from approval.gate import PolicyActivities
 from core.config import Settings
+from workers.routing import AlertRouter
 from workflows.incident import IncidentWorkflow
 from workflows.rollback import RollbackWorkflow
+from workflows.scheduled.anomalies import AnomalyWorkflow
+from workflows.scheduled.forecast import ForecastWorkflow
+from workflows.scheduled.patterns import PatternReportWorkflow
 from workflows.target_lock import TargetLockWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: list[type] = [IncidentWorkflow, RollbackWorkflow, TargetLockWorkflow]
+WORKFLOWS: list[type] = [
+    IncidentWorkflow,
+    RollbackWorkflow,
+    TargetLockWorkflow,
+    ForecastWorkflow,
+    AnomalyWorkflow,
+    PatternReportWorkflow,
+]
 
 
 @dataclass
@@ -74,6 +86,8 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     policy = PolicyActivities(settings, parts.store.count_recent_writes)
     locks = LockActivities(client, parts.store)
     notify = NotifyActivities(parts.notifiers)
+    router = AlertRouter(client, settings.temporal.task_queue)
+    proactive = ProactiveActivities(settings, parts.clients, parts.store, client, router.route)
     return [
         *ToolActivities(runner).all(),
         incident.triage,
@@ -92,6 +106,11 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         locks.check,
         locks.acquire,
         notify.notify,
+        proactive.forecast,
+        proactive.anomalies,
+        proactive.patterns,
+        proactive.route,
+        proactive.finish,
     ]
 
 

@@ -10,6 +10,7 @@ from activities.store.approvals import Approvals
 from activities.store.base import StoreBase, engine_url
 from activities.store.changes import ChangeLog
 from activities.store.control import Control
+from activities.store.findings import Findings
 from activities.store.incidents import Incidents
 from activities.store.llm import LLMLedger
 from activities.store.locks import TargetLocks
@@ -18,7 +19,15 @@ from activities.store.telegram import TelegramState
 
 
 class Store(
-    ChangeLog, Approvals, Incidents, Control, TargetLocks, TelegramState, LLMLedger, StoreBase
+    ChangeLog,
+    Approvals,
+    Incidents,
+    Control,
+    TargetLocks,
+    TelegramState,
+    LLMLedger,
+    Findings,
+    StoreBase,
 ):
     """Synchronous store; activities call it through ``asyncio.to_thread``."""
 

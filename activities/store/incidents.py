@@ -51,3 +51,23 @@ class Incidents(StoreBase):
         with self._tx() as conn:
             row = conn.execute(query).first()
         return IncidentState.model_validate(row.state) if row else None
+
+    def incidents_between(self, since: Any, until: Any) -> list[dict[str, Any]]:
+        """Closed incidents opened in [since, until): what the pattern report counts."""
+        cols = [
+            incidents.c.workflow_id,
+            incidents.c.alert,
+            incidents.c.fingerprint,
+            incidents.c.service,
+            incidents.c.target,
+            incidents.c.outcome,
+            incidents.c.opened_at,
+            incidents.c.closed_at,
+        ]
+        query = (
+            sa.select(*cols)
+            .where((incidents.c.opened_at >= since) & (incidents.c.opened_at < until))
+            .order_by(incidents.c.opened_at)
+        )
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

@@ -232,6 +232,23 @@ lock_waiters = sa.Table(
     sa.Column("queued_at", UTCDateTime, nullable=False),
 )
 
+# --- scheduled findings (migration 6): which findings are firing, since when, last routed ------
+
+findings = sa.Table(
+    "findings",
+    metadata,
+    sa.Column("fingerprint", sa.String(128), primary_key=True),
+    sa.Column("schedule", sa.String(64), nullable=False, index=True),
+    sa.Column("alert", sa.String(200), nullable=False),
+    sa.Column("key", sa.JSON, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("last_routed", UTCDateTime, nullable=True),
+    sa.Column("resolved_at", UTCDateTime, nullable=True),
+)
+
 APPEND_ONLY = ("changes", "approvals", "control_events")
 
 
@@ -296,12 +313,17 @@ def _m5_target_locks(conn: Connection) -> None:
     metadata.create_all(conn, tables=[target_locks, lock_waiters])
 
 
+def _m6_findings(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[findings])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
     (3, "telegram bot state", _m3_telegram),
     (4, "llm usage ledger and response cache", _m4_llm),
     (5, "target locks and their waiters", _m5_target_locks),
+    (6, "scheduled findings", _m6_findings),
 ]
 
 

@@ -6,7 +6,10 @@ change that would take another path for them is guarded with ``workflow.patched`
 the real workflow and its real store, policy, planner, lock and record activities on the
 time-skipping test server, with the Docker tools faked (tests/workflows/fakes.py) so that each
 case is reproducible: approval, timeout, rollback after failed verification, the LLM chain
-failing over to the runbook planner, the kill switch, and a manual rollback.
+failing over to the runbook planner, the kill switch, and a manual rollback. Since 0.2, the
+scheduled jobs too: a forecast and an anomaly run whose (canned) evaluations find something that
+the real ``findings.route`` opens an incident for, a forecast run that fails, and the pattern
+report from the real store.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -39,6 +43,13 @@ from core.models import (
     VerificationResult,
     VerifyRequest,
     lock_workflow_id,
+)
+from core.schedules import (
+    AnomalyInput,
+    Evaluation,
+    Finding,
+    ForecastInput,
+    PatternReportInput,
 )
 from tests.conftest import make_settings
 from tests.workflows.fakes import FakeDocker, merge
@@ -74,6 +85,79 @@ class NeverHealthy(FakeDocker):
             return VerificationResult(passed=False, detail="exited again")
 
         return merge(super().activities(), [verify])
+
+
+AT = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+
+
+def finding(alert: str, mount: str, summary: str) -> Finding:
+    return Finding(
+        alert=alert,
+        key={"source": "filesystem", "instance": "lab:9100", "mountpoint": mount},
+        labels={"instance": "lab:9100", "mountpoint": mount, "resource_kind": "filesystem"},
+        summary=summary,
+        evidence={"eta_seconds": 259200.0, "threshold": 0.9},
+    )
+
+
+class Scheduled(FakeDocker):
+    """Canned evaluations (no Prometheus): everything after them is the real thing."""
+
+    def activities(self) -> list[Any]:
+        @activity.defn(name="forecast.evaluate")
+        async def forecast(inp: ForecastInput) -> Evaluation:
+            if inp.horizon.total_seconds() < 3600:  # the failing case
+                raise ApplicationError(
+                    "Prometheus at http://prometheus:9090 unreachable",
+                    type="ToolUnreachable",
+                    non_retryable=True,
+                )
+            return Evaluation(
+                findings=[
+                    finding("PredictedExhaustion", "/srv", "/srv on lab:9100 reaches 90% in 3d")
+                ],
+                clear=[{"source": "filesystem", "instance": "lab:9100", "mountpoint": "/"}],
+                series=2,
+            )
+
+        @activity.defn(name="anomalies.evaluate")
+        async def anomalies(inp: AnomalyInput) -> Evaluation:
+            return Evaluation(
+                findings=[finding("MetricAnomaly", "/var", "disk_io above usual on lab:9100")],
+                series=1,
+            )
+
+        return merge(super().activities(), [forecast, anomalies])
+
+
+async def scheduled(client: Client, settings: Settings, workflow: str, wid: str, inp: Any) -> Any:
+    return await client.start_workflow(
+        workflow,
+        inp,
+        id=wid,
+        task_queue=settings.temporal.task_queue,
+        execution_timeout=timedelta(hours=1),
+    )
+
+
+async def forecast(client: Client, settings: Settings, parts: Components) -> Any:
+    inp = ForecastInput(schedule="forecast", at=AT)
+    return await scheduled(client, settings, "ForecastWorkflow", "golden-forecast", inp)
+
+
+async def forecast_failed(client: Client, settings: Settings, parts: Components) -> Any:
+    inp = ForecastInput(schedule="forecast", at=AT, horizon=timedelta(minutes=1))
+    return await scheduled(client, settings, "ForecastWorkflow", "golden-forecast-failed", inp)
+
+
+async def anomalies(client: Client, settings: Settings, parts: Components) -> Any:
+    inp = AnomalyInput(schedule="anomalies", at=AT)
+    return await scheduled(client, settings, "AnomalyWorkflow", "golden-anomalies", inp)
+
+
+async def patterns(client: Client, settings: Settings, parts: Components) -> Any:
+    inp = PatternReportInput(schedule="patterns", at=AT)
+    return await scheduled(client, settings, "PatternReportWorkflow", "golden-patterns", inp)
 
 
 Case = Callable[[Client, Settings, Components], Awaitable[WorkflowHandle[Any, IncidentState]]]
@@ -151,6 +235,10 @@ CASES: dict[str, tuple[Case, dict[str, Any], type[FakeDocker]]] = {
     "llm-chain": (llm_chain, {}, FakeDocker),
     "pause": (pause, {}, FakeDocker),
     "manual-rollback": (manual_rollback, {}, FakeDocker),
+    "forecast": (forecast, {}, Scheduled),
+    "forecast-failed": (forecast_failed, {}, Scheduled),
+    "anomalies": (anomalies, {}, Scheduled),
+    "patterns": (patterns, {}, Scheduled),
 }
 
 
@@ -197,7 +285,10 @@ async def record(release: str, only: list[str]) -> list[Path]:
                     activities=merge(activities_for(env.client, parts), fake.activities()),
                 ):
                     handle = await case(env.client, settings, parts)
-                    state = await handle.result()
+                    try:
+                        state = await handle.result()
+                    except WorkflowFailureError as exc:  # a failed scheduled run
+                        state = exc
                     history = await handle.fetch_history()
                     histories = {name: history}
                     if name == "approved":  # the target lock it took, released at close
@@ -211,7 +302,8 @@ async def record(release: str, only: list[str]) -> list[Path]:
                     path = HERE / f"{release}-{label}.json"
                     path.write_text(json.dumps(json.loads(hist.to_json()), indent=1) + "\n")
                     written.append(path)
-                    print(f"{path.name}: {state.outcome} ({len(hist.events)} events)")
+                    outcome = getattr(state, "outcome", None) or type(state).__name__
+                    print(f"{path.name}: {outcome} ({len(hist.events)} events)")
     finally:
         await env.shutdown()
     return written

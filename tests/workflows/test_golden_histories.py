@@ -29,6 +29,10 @@ def test_there_are_golden_histories_for_each_case() -> None:
         "pause",
         "manual-rollback",
         "lock",
+        "forecast",
+        "forecast-failed",
+        "anomalies",
+        "patterns",
     ]:
         assert case in names, f"no golden history for {case}"
 

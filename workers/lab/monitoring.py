@@ -125,9 +125,19 @@ class Prometheus:
             )
         return path
 
-    def start(self) -> Prometheus:
-        data = self.root / "tsdb"
-        shutil.rmtree(data, ignore_errors=True)  # a fresh TSDB: no stale alert state
+    def write_bare_config(self) -> Path:
+        """No scrapes, no rules: a Prometheus that only answers queries on its TSDB."""
+        path = self.root / "prometheus.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({"global": {"evaluation_interval": "1m"}}))
+        return path
+
+    def start(self, tsdb: Path | None = None, retention: str = "2h") -> Prometheus:
+        """On a fresh TSDB, or on ``tsdb`` as it is (e.g. backfilled blocks: give a
+        ``retention`` that reaches back past them, or Prometheus deletes them at start)."""
+        data = tsdb or self.root / "tsdb"
+        if tsdb is None:
+            shutil.rmtree(data, ignore_errors=True)  # a fresh TSDB: no stale alert state
         self.proc = Proc.spawn(
             "prometheus",
             [
@@ -136,7 +146,7 @@ class Prometheus:
                 f"--storage.tsdb.path={data}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=2h",
+                f"--storage.tsdb.retention.time={retention}",
             ],
             self.root / "prometheus.log",
         )

@@ -1,0 +1,1 @@
+"""Proactive operations: the scheduled jobs' evaluations, their findings' routing, reports."""
