@@ -29,6 +29,8 @@ from core.models import ApprovalMode, RiskLevel, TargetRef
 from core.targets import (
     AdGuardTarget,
     AlertmanagerTarget,
+    BackupsTarget,
+    CertsTarget,
     CloudflareTarget,
     DockerTarget,
     GrafanaTarget,
@@ -338,6 +340,8 @@ class Settings(BaseSettings):
     cloudflare: list[CloudflareTarget] = Field(default_factory=list)
     tailscale: list[TailscaleTarget] = Field(default_factory=list)
     unifi: list[UnifiTarget] = Field(default_factory=list)
+    certs: list[CertsTarget] = Field(default_factory=list)
+    backups: list[BackupsTarget] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
