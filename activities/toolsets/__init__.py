@@ -15,6 +15,7 @@ def builtin_toolsets() -> list[Toolset]:
     from activities.toolsets import (
         adguard,
         alertmanager,
+        certs,
         cloudflare,
         docker,
         grafana,
@@ -44,6 +45,7 @@ def builtin_toolsets() -> list[Toolset]:
         cloudflare.TOOLSET,
         tailscale.TOOLSET,
         unifi.TOOLSET,
+        certs.TOOLSET,
     ]
 
 
