@@ -15,6 +15,7 @@ def builtin_toolsets() -> list[Toolset]:
     from activities.toolsets import (
         adguard,
         alertmanager,
+        backups,
         certs,
         cloudflare,
         docker,
@@ -46,6 +47,7 @@ def builtin_toolsets() -> list[Toolset]:
         tailscale.TOOLSET,
         unifi.TOOLSET,
         certs.TOOLSET,
+        backups.TOOLSET,
     ]
 
 
