@@ -55,10 +55,10 @@ def translator(
                 return ToolFailure(ToolErrorKind.UNSUPPORTED, text)
             if status == 404 or any(word in lowered for word in NOT_FOUND_WORDS):
                 return ToolFailure(ToolErrorKind.NOT_FOUND, text)
+            if any(word in lowered for word in CONFLICT_WORDS):  # PBS says so with a 400
+                return ToolFailure(ToolErrorKind.CONFLICT, text)
             if status == 400:
                 return ToolFailure(ToolErrorKind.INVALID, text)
-            if any(word in lowered for word in CONFLICT_WORDS):
-                return ToolFailure(ToolErrorKind.CONFLICT, text)
             return ToolFailure(ToolErrorKind.FAILED, f"{status} {text}")
         if isinstance(exc, requests.exceptions.SSLError):
             return ToolFailure(

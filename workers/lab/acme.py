@@ -14,6 +14,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -300,7 +301,26 @@ http {{
         link.unlink()
         link.symlink_to(live)
         self.reload_nginx()
+        issued = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes()).serial_number
+        streak = [0]
+
+        def serving() -> bool:  # twice in a row: old workers may answer once more after a HUP
+            streak[0] = streak[0] + 1 if self.served_serial() == issued else 0
+            return streak[0] >= 2
+
+        wait_for(serving, 15, "nginx serving the new certificate")
         return live
+
+    def served_serial(self) -> int:
+        """The serial of the certificate nginx's TLS site presents now."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", self.tls_port), timeout=2) as raw:
+            with context.wrap_socket(raw, server_hostname="lab.test") as tls:
+                der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der).serial_number
 
     def reload_nginx(self) -> None:
         assert self.nginx is not None

@@ -70,6 +70,19 @@ class LabRepo:
             args = ["create", "--timestamp", stamp, f"{{repo}}::{host}-{stamp}", str(source)]
         self.run(*args)
 
+    def clone(self, path: Path) -> LabRepo:
+        """A copy under ``path`` with its own cache (restic's ``init`` costs seconds of key
+        derivation; a copy is instant). Copies share the repository id: never mix their caches."""
+        shutil.copytree(self.path, path)
+        password_file = path.parent / f"{path.name}.password"
+        shutil.copy(self.password_file, password_file)
+        env = dict(self.env)
+        if self.kind == "restic":
+            env["RESTIC_CACHE_DIR"] = str(path.parent / f"{path.name}.cache")
+        else:
+            env["BORG_BASE_DIR"] = str(path.parent / f"{path.name}.borg")
+        return LabRepo(self.kind, path, password_file, env)
+
     def corrupt(self) -> Path:
         """Overwrite bytes inside the largest data file (a restic pack, a borg segment)."""
         files = [p for p in (self.path / "data").rglob("*") if p.is_file()]
@@ -118,15 +131,21 @@ class LabRepo:
         return proc.pid
 
 
-def make_repo(kind: str, path: Path, password: str, env: dict[str, str] | None = None) -> LabRepo:
-    """A new, encrypted repository (restic init; borg init -e repokey)."""
+def make_repo(kind: str, path: Path, password: str, encryption: str = "repokey") -> LabRepo:
+    """A new repository (restic init; borg init -e ``encryption``), with its own cache directory
+    (restic) or borg base directory next to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     password_file = path.parent / f"{path.name}.password"
     password_file.write_text(password + "\n")
     password_file.chmod(0o600)
-    repo = LabRepo(kind, path, password_file, dict(env or {}))
+    env = (
+        {"RESTIC_CACHE_DIR": str(path.parent / f"{path.name}.cache")}
+        if kind == "restic"
+        else {"BORG_BASE_DIR": str(path.parent / f"{path.name}.borg")}
+    )
+    repo = LabRepo(kind, path, password_file, env)
     if kind == "restic":
         repo.run("init")
     else:
-        repo.run("init", "-e", "repokey", "{repo}")
+        repo.run("init", "-e", encryption, "{repo}")
     return repo

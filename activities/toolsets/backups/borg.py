@@ -81,7 +81,8 @@ async def check(repo: Repo, read_data: bool, subset: str | None, limit: float) -
     raise failure(repo, result, "check")
 
 
-async def stats(repo: Repo) -> dict[str, Any]:
+async def stats(repo: Repo, restore: bool = True) -> dict[str, Any]:
+    """Stored and restore sizes from ``borg info`` (one call gives both)."""
     info = _json(
         await run_ok(repo, ["info", "--json", "{repo}"], limit=600, what="info"), repo, "info"
     )
@@ -117,6 +118,12 @@ async def locks(repo: Repo) -> list[dict[str, Any]]:
             ]
         raise failure(repo, probe, "probing the lock")
     base = repo.spec.repository.rstrip("/")
+    exists = await host_command(repo, ["test", "-f", f"{base}/config"])
+    if not exists.ok:
+        raise ToolFailure(
+            ToolErrorKind.NOT_FOUND,
+            f"{repo.label}: no borg repository at {base} on {exists.where}",
+        )
     roster = await host_command(repo, ["cat", "--", f"{base}/lock.roster"])
     if not roster.ok:
         if "No such file" in roster.stderr:

@@ -74,19 +74,22 @@ async def check(repo: Repo, read_data: bool, subset: str | None, limit: float) -
     raise failure(repo, result, "check")
 
 
-async def stats(repo: Repo) -> dict[str, Any]:
-    raw = await run_ok(
-        repo, ["stats", "--json", "--no-lock", "--mode", "raw-data"], limit=600, what="stats"
-    )
-    restore = await run_ok(repo, ["stats", "--json", "--no-lock"], limit=600, what="stats")
-    data, files = _json(raw, repo, "stats"), _json(restore, repo, "stats")
-    return {
+async def stats(repo: Repo, restore: bool = True) -> dict[str, Any]:
+    """Stored bytes (raw data); with ``restore`` also what a full restore would write."""
+    args = ["stats", "--json", "--no-lock"]
+    raw = await run_ok(repo, [*args, "--mode", "raw-data"], limit=600, what="stats")
+    data = _json(raw, repo, "stats")
+    out = {
         "snapshots": data.get("snapshots_count"),
         "stored_bytes": data.get("total_size"),
         "blobs": data.get("total_blob_count"),
-        "restore_bytes": files.get("total_size"),
-        "files": files.get("total_file_count"),
     }
+    if restore:
+        files = _json(await run_ok(repo, args, limit=600, what="stats"), repo, "stats")
+        out.update(
+            {"restore_bytes": files.get("total_size"), "files": files.get("total_file_count")}
+        )
+    return out
 
 
 async def locks(repo: Repo) -> list[dict[str, Any]]:

@@ -83,7 +83,7 @@ async def capture_prune(ctx: ToolContext[NoParams]) -> dict[str, Any]:
     kind = kind_of(repo)
     listed = await kind.snapshots(repo, None, None)
     remove = await kind.prune_plan(repo, policy)
-    stats = await kind.stats(repo)
+    stats = await kind.stats(repo, restore=False)
     return {
         "repository": repo.name,
         "kind": repo.kind,
@@ -134,7 +134,7 @@ async def prune(ctx: ToolContext[NoParams]) -> dict[str, Any]:
     if todo:
         await kind.remove(repo, todo, repo.spec.timeout.total_seconds())
     left = await kind.snapshots(repo, None, None)
-    stats = await kind.stats(repo)
+    stats = await kind.stats(repo, restore=False)
     still = [s["short_id"] for s in todo if s["id"] in {x["id"] for x in left}]
     if still:
         raise ToolFailure(ToolErrorKind.FAILED, f"{repo.name}: still holds {', '.join(still)}")
@@ -152,7 +152,7 @@ async def prune(ctx: ToolContext[NoParams]) -> dict[str, Any]:
 
 async def capture_read(ctx: ToolContext[NoParams]) -> dict[str, Any]:
     repo = repo_of(ctx)
-    stats = await kind_of(repo).stats(repo)
+    stats = await kind_of(repo).stats(repo, restore=False)
     return {"repository": repo.name, "kind": repo.kind, "stored_bytes": stats.get("stored_bytes")}
 
 

@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.catalog import ToolContext, ToolFailure
@@ -138,6 +139,25 @@ async def _served_serial(target: CertsTarget, entry: Entry) -> str:
     return format(served[0].serial_number, "X")
 
 
+async def _settled(
+    target: CertsTarget, entry: Entry, old: str, wanted: str | None
+) -> tuple[list[x509.Certificate] | None, str]:
+    """Re-probe until the entry shows the new certificate twice in a row (a reloading server's
+    old workers may still answer a connection or two), for up to REPROBE_SECONDS."""
+    deadline = time.monotonic() + REPROBE_SECONDS
+    streak = 0
+    while True:
+        chain, _ = await chain_of(target, entry)
+        serial = format(chain[0].serial_number, "X")
+        new = serial != old and (wanted is None or serial == wanted)
+        streak = streak + 1 if new else 0
+        if streak >= 2:
+            return chain, serial
+        if time.monotonic() >= deadline:
+            return None, serial
+        await asyncio.sleep(0.2 if new else 0.5)
+
+
 @TOOLSET.write(
     "renew",
     "Renew a certificate with `certbot renew --cert-name X` (or the target's renew_command) on "
@@ -179,22 +199,15 @@ async def renew(ctx: ToolContext[RenewParams]) -> dict[str, Any]:
     ):
         await _run(target, before["reload"], "reload", 60)
         reloaded = True
-    served = await _served_serial(target, entry)
-    deadline = time.monotonic() + REPROBE_SECONDS
-    while (
-        served == before["serial"] or (wanted and served != wanted)
-    ) and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-        served = await _served_serial(target, entry)
-    if served == before["serial"] or (wanted and served != wanted):
+    chain, served = await _settled(target, entry, before["serial"], wanted)
+    if chain is None:
         raise ToolFailure(
             ToolErrorKind.FAILED,
             f"{entry.name} ({entry.address}) still shows serial {served} after the renewal"
             + (f" (the lineage now holds {wanted})" if wanted else "")
             + ("" if before["reload"] else "; no reload_command is configured"),
         )
-    certs, _ = await chain_of(target, entry)
-    leaf = facts(certs[0], thresholds(target), target.min_rsa_bits)
+    leaf = facts(chain[0], thresholds(target), target.min_rsa_bits)
     return {
         "certificate": before["certificate"],
         "cert_name": before["cert_name"],

@@ -1,4 +1,4 @@
-"""The certificate components, started once per module: the ACME lab (pebble, its DNS, nginx,
+"""The certificate components, started once for the package: the ACME lab (pebble, its DNS, nginx,
 certbot) with one issued lineage, and PEM files from a private CA with every interesting state."""
 
 from __future__ import annotations
@@ -10,12 +10,6 @@ from typing import Any
 
 import pytest
 
-from activities.catalog import TargetClients
-from activities.tools import ToolRunner
-from activities.toolsets import default_catalog
-from core.config import Settings
-from core.models import TargetRef, ToolCall, ToolResult
-from tests.conftest import make_settings
 from tests.fakes.sshd import SshServer
 from tests.toolsets.certs.pki import Pki, issue, make_ca
 from workers.lab.acme import AcmeLab
@@ -25,7 +19,7 @@ DOMAIN = "app.lab.test"
 LINEAGE = "labcert"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def acme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcmeLab]:
     lab = AcmeLab(tmp_path_factory.mktemp("acme")).start()
     try:
@@ -44,7 +38,7 @@ class Files:
         return str(self.root / f"{name}.pem")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     root = tmp_path_factory.mktemp("pem")
     pki = make_ca(root / "ca")
@@ -92,47 +86,8 @@ def files_target(pem: Files, **overrides: Any) -> dict[str, Any]:
     return target
 
 
-def ssh_access(sshd: SshServer) -> dict[str, Any]:
-    return {
-        "host": "127.0.0.1",
-        "port": sshd.port,
-        "user": sshd.user,
-        "key_file": str(sshd.client_key),
-        "known_hosts": str(sshd.known_hosts),
-    }
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     server = SshServer(tmp_path_factory.mktemp("sshd")).start()
     yield server
     server.stop()
-
-
-class Tools:
-    """The catalog's tools on real targets, called the way the worker calls them."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.runner = ToolRunner(default_catalog(), TargetClients(settings))
-
-    async def run(
-        self, tool: str, target: str, resource: str = "", dry_run: bool = False, **params: Any
-    ) -> ToolResult:
-        service = tool.split(".", 1)[0]
-        call = ToolCall(
-            tool=tool,
-            target=TargetRef(service=service, target=target, resource=resource),
-            params=params,
-            dry_run=dry_run,
-        )
-        return await self.runner.run(call)
-
-    async def ok(self, tool: str, target: str, resource: str = "", **params: Any) -> dict[str, Any]:
-        result = await self.run(tool, target, resource, **params)
-        assert result.ok, result.error
-        return result.data
-
-
-def tools_for(tmp: Path, **sections: Any) -> Tools:
-    return Tools(make_settings(tmp, **sections))

@@ -14,10 +14,9 @@ from tests.toolsets.certs.conftest import (
     LINEAGE,
     Files,
     files_target,
-    ssh_access,
-    tools_for,
     web_target,
 )
+from tests.toolsets.helpers import ssh_access, tools_for
 from workers.lab.acme import AcmeLab
 from workers.lab.monitoring import Prometheus, blackbox_exporter
 from workers.lab.processes import free_ports, wait_for
