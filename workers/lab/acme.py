@@ -300,16 +300,22 @@ http {{
         link = self.root / "nginx" / "cert"
         link.unlink()
         link.symlink_to(live)
+        self.serve_latest(cert_name)
+        return live
+
+    def serve_latest(self, cert_name: str) -> None:
+        """Reload nginx and wait until it serves the lineage's current certificate (twice in a
+        row: old workers may answer once more after a HUP)."""
+        live = self.le / "config" / "live" / cert_name
         self.reload_nginx()
         issued = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes()).serial_number
         streak = [0]
 
-        def serving() -> bool:  # twice in a row: old workers may answer once more after a HUP
+        def serving() -> bool:
             streak[0] = streak[0] + 1 if self.served_serial() == issued else 0
             return streak[0] >= 2
 
         wait_for(serving, 15, "nginx serving the new certificate")
-        return live
 
     def served_serial(self) -> int:
         """The serial of the certificate nginx's TLS site presents now."""
