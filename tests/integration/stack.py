@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import Store
 from core.config import Settings
-from core.models import IncidentState
+from core.models import Alert, IncidentState
 from tests.conftest import make_settings
 from workers.docker_events import DockerEventsWatcher
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
@@ -193,6 +193,19 @@ def alertmanager_payload(*alerts: dict[str, Any], status: str = "firing") -> dic
         "version": "4",
         "groupKey": "{}:{}",
         "truncatedAlerts": 0,
+    }
+
+
+def as_webhook(alert: Alert) -> dict[str, Any]:
+    """An alert (a sweep's finding) as Alertmanager would send it: what the intake takes."""
+    return {
+        "status": alert.status.value,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": alert.starts_at.isoformat(),
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": alert.generator_url,
+        "fingerprint": alert.fingerprint,
     }
 
 
