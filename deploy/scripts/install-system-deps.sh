@@ -2,7 +2,7 @@
 # Installs the system packages the tests and the demo lab run for real: a Docker engine
 # (dockerd, run on a private socket by the tests), busybox (the lab image), PostgreSQL,
 # promtool (from the prometheus package) for the shipped alert rules, logrotate for the hosts tools,
-# Unbound.
+# Unbound, pebble + certbot (ACME), restic and borgbackup.
 # Debian/Ubuntu, as root. Safe to re-run: installs only what is missing.
 set -euo pipefail
 
@@ -30,6 +30,11 @@ command -v ps >/dev/null 2>&1 || need+=(procps)
 command -v unbound-control >/dev/null 2>&1 || need+=(unbound)
 # Home Assistant core runs in its own venv (make ha-venv), built with python3 -m venv
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# certificates: pebble (an ACME test CA) and certbot issue to nginx; backups: restic and borg
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
+command -v certbot >/dev/null 2>&1 || need+=(certbot)
+command -v restic >/dev/null 2>&1 || need+=(restic)
+command -v borg >/dev/null 2>&1 || need+=(borgbackup)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
