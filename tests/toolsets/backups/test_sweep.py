@@ -80,7 +80,6 @@ async def test_backup_sweep_finds_exactly_the_problems(
                 repo_config(repos.broken, "broken"),
                 repo_config(locked, "locked"),
                 repo_config(repos.media, "wrongpw", password_file=str(tmp_path / "wrong")),
-                repo_config(repos.damaged, "damaged", sweep_check=False),
             )
         ],
         **proxmox_sections(*proxmox),
