@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 
 from activities.catalog import ToolContext, ToolFailure, Toolset
 from activities.toolsets.certs import certbot, host
-from activities.toolsets.http import HttpApi
 from core.models import ToolErrorKind
-from core.targets import CertEndpoint, CertsTarget, HttpTarget
+from core.targets import CertEndpoint, CertsTarget
 
 TOOLSET = Toolset(
     service="certs",
@@ -122,38 +121,19 @@ async def lineages(target: CertsTarget) -> list[certbot.Lineage]:
     return sorted(found, key=lambda lineage: lineage.name)
 
 
-def prometheus_api(ctx: ToolContext[Any], name: str) -> HttpApi:
-    def make(target: Any) -> HttpApi:
-        assert isinstance(target, HttpTarget)
-        token = target.token.get_secret_value() if target.token else None
-        return HttpApi(
-            target.url,
-            product="Prometheus",
-            headers={"Authorization": f"Bearer {token}"} if token else None,
-            verify=target.verify_tls,
-            timeout=target.timeout,
-        )
-
-    api = ctx.clients.client("prometheus", name, make)
-    assert isinstance(api, HttpApi)
-    return api
-
-
 async def blackbox_entries(ctx: ToolContext[Any]) -> list[Entry]:
     """The TLS endpoints blackbox_exporter probes, from Prometheus's
     ``probe_ssl_earliest_cert_expiry`` series (their ``instance`` labels)."""
     target = target_of(ctx)
     if target.blackbox is None:
         return []
-    api = prometheus_api(ctx, target.blackbox.prometheus)
+    from activities.toolsets import prometheus  # its client: one path to every Prometheus
+
+    api = ctx.clients.client("prometheus", target.blackbox.prometheus, prometheus.make_client)
     selector = target.blackbox.selector
-    query = (
-        f"probe_ssl_earliest_cert_expiry{{{selector}}}"
-        if selector
-        else "probe_ssl_earliest_cert_expiry"
-    )
-    answer = await api.get("/api/v1/query", params={"query": query})
-    rows = (answer or {}).get("data", {}).get("result", []) if isinstance(answer, dict) else []
+    query = f"probe_ssl_earliest_cert_expiry{{{selector}}}"
+    answer = await prometheus.client.data(api, "/api/v1/query", query=query)
+    rows = answer.get("result", []) if isinstance(answer, dict) else []
     known = {(e.host, e.port) for e in configured(target) if e.is_endpoint}
     entries: dict[str, Entry] = {}
     for row in rows:
