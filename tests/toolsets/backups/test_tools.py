@@ -198,3 +198,26 @@ async def test_bad_input_is_typed_and_never_shows_the_password(
         assert wrong not in error.message
     missing = await tools.fails("backups.snapshots", "nas")
     assert missing.kind.value == "invalid" and "needs a resource" in missing.message
+
+
+async def test_doctor_probe_opens_each_repository(repos: Repos, tmp_path: Path) -> None:
+    import asyncio
+
+    from activities.toolsets.backups import probe
+
+    settings = tools_for(
+        tmp_path,
+        backups=[
+            target(
+                repo_config(repos.home, "home"),
+                repo_config(repos.media, "media"),
+                repo_config(repos.home, "wrong", password="nope", password_file=None),
+            )
+        ],
+    ).settings
+    found = await asyncio.to_thread(probe, settings.backups[0])
+    assert found.startswith("home (restic): ok; media (borg): ok; wrong (restic): listing of ")
+    assert (
+        "wrong password" in found
+        and "nope" not in found.split("wrong (restic)")[1].split("password")[0]
+    )

@@ -251,3 +251,13 @@ async def test_blackbox_exporter_probes_are_certificates_too(acme: AcmeLab, tmp_
         if prometheus.proc is not None:
             prometheus.proc.stop()
         exporter.stop()
+
+
+async def test_doctor_probe_lists_the_lineages(acme: AcmeLab, tmp_path: Path) -> None:
+    import asyncio
+
+    from activities.toolsets.certs import probe
+
+    settings = tools_for(tmp_path, certs=[web_target(acme)]).settings
+    found = await asyncio.to_thread(probe, settings.certs[0])  # doctor runs probes in a thread
+    assert found == f"1 endpoint(s), 0 file(s); certbot lineages: {LINEAGE}"
