@@ -116,6 +116,14 @@ class AcmeLab:
         return ["kill", "-HUP", str(self.nginx.pid)]
 
     def start(self) -> AcmeLab:
+        """Everything up, or nothing left running (a failed start stops what it started)."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> AcmeLab:
         pebble_dir = self.root / "pebble"
         pebble_dir.mkdir(parents=True, exist_ok=True)
         self_signed(self.listener_cert, pebble_dir / "key.pem", ["127.0.0.1", "localhost"], 30)

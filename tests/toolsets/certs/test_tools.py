@@ -215,8 +215,8 @@ async def test_blackbox_exporter_probes_are_certificates_too(acme: AcmeLab, tmp_
         "      - {source_labels: [__param_target], target_label: instance}\n"
         f"      - {{target_label: __address__, replacement: '127.0.0.1:{exporter_port}'}}\n"
     )
-    prometheus.start()
     try:
+        prometheus.start()
 
         def scraped() -> bool:
             answer = httpx.get(
