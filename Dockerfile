@@ -5,6 +5,12 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True HOMELAB_CONFIG=/etc/homelab-agents/homelab.yaml
 WORKDIR /app
+# openssl: certs.chain verifies chains with `openssl verify`, as clients do. restic, borg and
+# certbot run on the hosts that hold the repositories and certificates (backups/certs targets
+# with ssh:); install them in a derived image to use them from the worker itself.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssl \
+ && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY workflows ./workflows

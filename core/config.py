@@ -30,7 +30,9 @@ from core.schedules import SCHEDULE_NAME, ScheduleJob, default_schedules
 from core.targets import (
     AdGuardTarget,
     AlertmanagerTarget,
+    BackupsTarget,
     CaddyTarget,
+    CertsTarget,
     CloudflareTarget,
     DockerTarget,
     GrafanaTarget,
@@ -358,6 +360,8 @@ class Settings(BaseSettings):
     rabbitmq: list[RabbitmqTarget] = Field(default_factory=list)
     nats: list[NatsTarget] = Field(default_factory=list)
     mosquitto: list[MosquittoTarget] = Field(default_factory=list)
+    certs: list[CertsTarget] = Field(default_factory=list)
+    backups: list[BackupsTarget] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

@@ -7,9 +7,10 @@ Adding a service = a model here and one list field in ``core.config.Settings``.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -203,6 +204,10 @@ class PbsTarget(ApiTokenTarget):
     port: int = Field(default=8007, ge=1, le=65535)
     datastores: list[str] = Field(
         default_factory=list, description="datastores to watch; empty = all"
+    )
+    task_timeout: Duration = Field(
+        default=timedelta(minutes=30),
+        description="how long start_verify/start_gc wait for their task (it goes on after that)",
     )
 
 
@@ -625,3 +630,285 @@ class MosquittoTarget(Target):
             self.password_file, f"{self.name}.password_file"
         )
         return self
+
+
+# --- certificates ---------------------------------------------------------------------------------
+
+ENTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$"
+
+
+def _argv(value: list[str] | None, key: str) -> list[str] | None:
+    """A command is an argument vector: a non-empty list of words, never a shell line."""
+    if value is None:
+        return None
+    if not value or not all(isinstance(w, str) and w and "\x00" not in w for w in value):
+        raise ValueError(
+            f"{key}: give a command as a non-empty list of words, e.g. [systemctl, reload, nginx]"
+        )
+    return value
+
+
+class CertEndpoint(Section):
+    """A TLS endpoint the agents probe from the worker."""
+
+    name: str = Field(pattern=ENTRY_NAME, description="the resource name: certs:<target>/<name>")
+    address: str = Field(
+        description="host:port to connect to", pattern=r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$"
+    )
+    server_name: str | None = Field(
+        default=None, description="SNI and the name the certificate must match; default: the host"
+    )
+    cert_name: str | None = Field(
+        default=None,
+        pattern=ENTRY_NAME,
+        description="the certbot lineage that renews it; default: the one whose names cover it",
+    )
+    reload_command: list[str] | None = Field(
+        default=None, description="reloads the server after a renewal (default: the target's)"
+    )
+
+    @field_validator("reload_command")
+    @classmethod
+    def _reload(cls, value: list[str] | None) -> list[str] | None:
+        return _argv(value, "reload_command")
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    @property
+    def hostname(self) -> str:
+        return self.server_name or self.host
+
+
+class CertFile(Section):
+    """A certificate file (PEM) on the target's host."""
+
+    name: str = Field(pattern=ENTRY_NAME)
+    path: str = Field(pattern=r"^/", description="absolute path of the PEM file on the host")
+    server_name: str | None = Field(default=None, description="a name it must cover, if any")
+    cert_name: str | None = Field(default=None, pattern=ENTRY_NAME)
+    reload_command: list[str] | None = None
+
+    @field_validator("reload_command")
+    @classmethod
+    def _reload(cls, value: list[str] | None) -> list[str] | None:
+        return _argv(value, "reload_command")
+
+
+class CertbotSettings(Section):
+    """certbot on the target's host: where its lineages, renewal configs and logs are."""
+
+    command: list[str] = Field(default_factory=lambda: ["certbot"])
+    config_dir: str = Field(default="/etc/letsencrypt", pattern=r"^/")
+    work_dir: str | None = Field(default=None, pattern=r"^/")
+    logs_dir: str = Field(default="/var/log/letsencrypt", pattern=r"^/")
+    extra_args: list[str] = Field(default_factory=list, description="added to `certbot renew`")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment for certbot (not secret: it may be visible on the host), e.g. "
+        "REQUESTS_CA_BUNDLE for a private ACME CA",
+    )
+    timeout: Duration = Field(default=timedelta(minutes=5), description="one `certbot renew` run")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str]) -> list[str]:
+        checked = _argv(value, "certbot.command")
+        assert checked is not None
+        return checked
+
+
+class BlackboxSource(Section):
+    """Endpoints blackbox_exporter probes, read from a Prometheus target's
+    ``probe_ssl_earliest_cert_expiry`` series (their ``instance`` labels)."""
+
+    prometheus: str = Field(pattern=TARGET_NAME, description="a `prometheus:` target's name")
+    selector: str = Field(
+        default="",
+        pattern=r'^[A-Za-z0-9_]*(=~?|!=|!~)?("[^"]*")?(,\s*[A-Za-z0-9_]+(=~?|!=|!~)"[^"]*")*$',
+        description='label matchers inside {}, e.g. job="blackbox-tls"',
+    )
+
+
+class CertsTarget(Target):
+    """Certificates on one host: TLS endpoints, PEM files and certbot's lineages there.
+
+    Endpoints are probed from the worker; files, certbot and reloads run on the host (locally, or
+    over ``ssh`` with the host key checked)."""
+
+    endpoints: list[CertEndpoint] = Field(default_factory=list)
+    files: list[CertFile] = Field(default_factory=list)
+    ca_file: Path | None = Field(
+        default=None, description="PEM bundle to verify chains against instead of the system CAs"
+    )
+    warn_days: float = Field(
+        default=30, gt=0, description="due for renewal (at most 1/3 of its lifetime)"
+    )
+    critical_days: float = Field(
+        default=7, gt=0, description="critical (at most 1/10 of its lifetime)"
+    )
+    certbot: CertbotSettings | None = None
+    renew_command: list[str] | None = Field(
+        default=None,
+        description="instead of `certbot renew --cert-name X`: this argv, `{cert_name}` replaced",
+    )
+    reload_command: list[str] | None = Field(
+        default=None, description="after a renewal, e.g. [systemctl, reload, nginx]"
+    )
+    ssh: SshAccess | None = None
+    blackbox: BlackboxSource | None = None
+    timeout: float = Field(default=10.0, gt=0, description="TLS connect and handshake, seconds")
+    min_rsa_bits: int = Field(default=2048, ge=1024)
+
+    @field_validator("renew_command", "reload_command")
+    @classmethod
+    def _commands(cls, value: list[str] | None) -> list[str] | None:
+        return _argv(value, "command")
+
+    @model_validator(mode="after")
+    def _entries(self) -> CertsTarget:
+        names = [e.name for e in self.endpoints] + [f.name for f in self.files]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{self.name}: endpoint/file names must be unique: {', '.join(dupes)}")
+        if self.critical_days >= self.warn_days:
+            raise ValueError(f"{self.name}: critical_days must be below warn_days")
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"{self.name}.ca_file: CA file {self.ca_file} does not exist")
+        if not (self.endpoints or self.files or self.certbot or self.blackbox):
+            raise ValueError(f"{self.name}: give endpoints, files, certbot or blackbox")
+        return self
+
+
+# --- backups --------------------------------------------------------------------------------------
+
+
+class PrunePolicy(Section):
+    """What `prune` keeps (restic forget / borg prune semantics); everything else is removed."""
+
+    keep_last: int | None = Field(default=None, ge=1)
+    keep_hourly: int | None = Field(default=None, ge=1)
+    keep_daily: int | None = Field(default=None, ge=1)
+    keep_weekly: int | None = Field(default=None, ge=1)
+    keep_monthly: int | None = Field(default=None, ge=1)
+    keep_yearly: int | None = Field(default=None, ge=1)
+    keep_within: str | None = Field(
+        default=None, pattern=r"^(\d+[ymwdhHMS])+$", description="e.g. 7d, 2y5m (borg: one unit)"
+    )
+
+    @model_validator(mode="after")
+    def _something_kept(self) -> PrunePolicy:
+        if not any(v is not None for v in self.model_dump().values()):
+            raise ValueError("a prune policy must keep something (keep_last, keep_daily, ...)")
+        return self
+
+    def flags(self) -> list[str]:
+        """``--keep-daily 7 ...``: the same flag names in restic and borg."""
+        out: list[str] = []
+        for key, value in self.model_dump().items():
+            if value is not None:
+                out += [f"--{key.replace('_', '-')}", str(value)]
+        return out
+
+
+class BackupJob(Section):
+    """Where the backup job that writes a repository logs (for diagnosis)."""
+
+    log_file: str | None = Field(default=None, pattern=r"^/")
+    unit: str | None = Field(default=None, description="systemd unit: read with journalctl")
+    lines: int = Field(default=40, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _one(self) -> BackupJob:
+        if not self.log_file and not self.unit:
+            raise ValueError("backup job: give log_file or unit")
+        return self
+
+
+class BackupRepository(Section):
+    """A restic or borg repository; the password never leaves the worker except on the tool's
+    stdin, or stays on the host in ``password_file`` (read by restic/borg themselves)."""
+
+    name: str = Field(pattern=ENTRY_NAME, description="the resource name: backups:<target>/<name>")
+    kind: Literal["restic", "borg"]
+    repository: str = Field(min_length=1, description="a path, or a URL restic/borg support")
+    password: SecretStr | None = Field(default=None, description="prefer password_file")
+    password_file: str | None = Field(
+        default=None, pattern=r"^/", description="on the host that runs restic/borg"
+    )
+    max_age: Duration = Field(default=timedelta(hours=26), description="newer snapshot expected")
+    stale_lock_after: Duration | None = Field(
+        default=None,
+        description="a lock older than this is stale (default: restic 30m, as restic itself; "
+        "borg 24h, since borg does not refresh its locks)",
+    )
+    prune: PrunePolicy | None = None
+    job: BackupJob | None = None
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="more environment (not secret), e.g. RESTIC_CACHE_DIR, BORG_BASE_DIR, BORG_RSH",
+    )
+    binary: str | None = Field(default=None, description="default: restic or borg on the PATH")
+    sweep_check: bool = Field(default=True, description="the daily sweep runs `check`")
+    check_read_data_subset: str | None = Field(
+        default=None,
+        pattern=r"^(\d+/\d+|\d+(\.\d+)?%|\d+[KMGT]?)$",
+        description="restic: the sweep's check also reads this subset of the data (e.g. 1/7)",
+    )
+    timeout: Duration = Field(default=timedelta(hours=1), description="check, prune and unlock")
+
+    @field_validator("repository")
+    @classmethod
+    def _no_inline_credentials(cls, value: str) -> str:
+        if re.search(r"://[^/@\s]*:[^/@\s]*@", value):
+            raise ValueError(
+                "no credentials in the repository URL (they would show in process lists): use "
+                "the backend's environment or config file"
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
+                raise ValueError(f"env: {key!r} is not an environment variable name")
+            if re.search(r"PASS|SECRET|TOKEN|KEY", key) and key not in ("BORG_KEY_FILE",):
+                raise ValueError(
+                    f"env: {key} looks secret; environment values may show on the host. Use "
+                    "password/password_file"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _password(self) -> BackupRepository:
+        if self.password and self.password_file:
+            raise ValueError(f"{self.name}: give password or password_file, not both")
+        if self.kind == "restic" and not (self.password or self.password_file):
+            raise ValueError(f"{self.name}: a restic repository needs password or password_file")
+        if self.check_read_data_subset and self.kind != "restic":
+            raise ValueError(f"{self.name}: check_read_data_subset is restic only")
+        return self
+
+
+class BackupsTarget(Target):
+    """A host that runs restic/borg against its repositories (locally, or over ``ssh``)."""
+
+    ssh: SshAccess | None = None
+    repositories: list[BackupRepository] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> BackupsTarget:
+        names = [r.name for r in self.repositories]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{self.name}: repository names must be unique: {', '.join(dupes)}")
+        return self
+
+    def repository(self, name: str) -> BackupRepository | None:
+        return next((r for r in self.repositories if r.name == name), None)

@@ -15,7 +15,9 @@ def builtin_toolsets() -> list[Toolset]:
     from activities.toolsets import (
         adguard,
         alertmanager,
+        backups,
         caddy,
+        certs,
         cloudflare,
         docker,
         grafana,
@@ -58,6 +60,8 @@ def builtin_toolsets() -> list[Toolset]:
         rabbitmq.TOOLSET,
         nats.TOOLSET,
         mosquitto.TOOLSET,
+        certs.TOOLSET,
+        backups.TOOLSET,
     ]
 
 

@@ -29,6 +29,7 @@ OUTPUT_LIMIT = 256 * 1024
 """Bytes of stdout (and of stderr) kept per run; the rest is cut with a marker."""
 
 UNIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,200}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,18 @@ def known_hosts_file(ssh: SshAccess) -> Path:
     return known
 
 
+def with_env(args: tuple[str, ...], env: Mapping[str, str] | None) -> tuple[str, ...]:
+    """``env NAME=VALUE ... argv``: environment for a remote command without the server's
+    ``AcceptEnv``. The values are in the remote argv (a process list shows them): never secrets,
+    which go on stdin."""
+    if not env:
+        return args
+    for name, value in env.items():
+        if not ENV_NAME.fullmatch(name) or "\x00" in value:
+            raise ToolFailure(ToolErrorKind.INVALID, f"{name!r} is not an environment variable")
+    return ("env", *(f"{k}={v}" for k, v in env.items()), *args)
+
+
 async def run_ssh(
     ssh: SshAccess,
     argv: Sequence[str],
@@ -143,11 +156,15 @@ async def run_ssh(
     limit: float,
     host: str | None = None,
     stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> CommandResult:
-    """Run ``argv`` on ``host`` (default ``ssh.host``) over SSH, host key checked, no agent."""
+    """Run ``argv`` on ``host`` (default ``ssh.host``) over SSH, host key checked, no agent.
+
+    ``env`` must hold no secret (see ``with_env``); pass secrets on ``stdin``."""
     import asyncssh
 
     args = _check_argv(argv)
+    remote = with_env(args, env)
     address = host or ssh.host
     if not address:
         raise ToolFailure(ToolErrorKind.INVALID, "ssh settings name no host")
@@ -166,7 +183,7 @@ async def run_ssh(
             connect_timeout=ssh.timeout,
         ) as conn:
             result = await asyncio.wait_for(
-                conn.run(shlex.join(args), check=False, input=stdin, encoding=None), limit
+                conn.run(shlex.join(remote), check=False, input=stdin, encoding=None), limit
             )
     except asyncssh.HostKeyNotVerifiable as exc:
         raise ToolFailure(
@@ -204,11 +221,15 @@ async def run_on(
     limit: float,
     host: str | None = None,
     stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> CommandResult:
-    """Over SSH when the target has ``ssh`` settings, else on this machine."""
+    """Over SSH when the target has ``ssh`` settings, else on this machine.
+
+    ``env`` is added to the command's environment; over SSH it is visible in the remote process
+    list, so it must hold no secret (secrets go on ``stdin``)."""
     if ssh is None:
-        return await run_local(argv, limit=limit, stdin=stdin)
-    return await run_ssh(ssh, argv, limit=limit, host=host, stdin=stdin)
+        return await run_local(argv, limit=limit, stdin=stdin, env=env)
+    return await run_ssh(ssh, argv, limit=limit, host=host, stdin=stdin, env=env)
 
 
 def unit_name(name: str) -> str:

@@ -4,6 +4,7 @@
 # promtool (from the prometheus package) for the shipped alert rules, logrotate for the hosts tools,
 # Unbound, and the services the Redis, proxy and broker toolsets act on (Redis, nginx, Caddy,
 # HAProxy, RabbitMQ, NATS, Mosquitto).
+# Unbound, pebble + certbot (ACME), restic and borgbackup.
 # Debian/Ubuntu, as root. Safe to re-run: installs only what is missing.
 set -euo pipefail
 
@@ -39,6 +40,11 @@ command -v caddy >/dev/null 2>&1 || need+=(caddy)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# certificates: pebble (an ACME test CA) and certbot issue to nginx; backups: restic and borg
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
+command -v certbot >/dev/null 2>&1 || need+=(certbot)
+command -v restic >/dev/null 2>&1 || need+=(restic)
+command -v borg >/dev/null 2>&1 || need+=(borgbackup)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import Store
 from core.config import Settings
-from core.models import IncidentState
+from core.models import Alert, IncidentState
 from tests.conftest import make_settings
 from workers.docker_events import DockerEventsWatcher
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
@@ -39,7 +39,7 @@ class Stack:
     settings: Settings
     client: Client
     store: Store
-    engine: DockerEngine
+    engine: DockerEngine | None
     intake_url: str
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -95,6 +95,7 @@ class Stack:
         raise AssertionError(f"{workflow_id} never reached the expected state; last: {last}")
 
     def docker(self) -> docker.DockerClient:
+        assert self.engine is not None, "this stack runs without a Docker engine"
         return self.engine.client()
 
 
@@ -103,8 +104,9 @@ def target_host(env: WorkflowEnvironment) -> str:
 
 
 def stack_settings(
-    env: WorkflowEnvironment, engine: DockerEngine, tmp: Path, **overrides: Any
+    env: WorkflowEnvironment, engine: DockerEngine | None, tmp: Path, **overrides: Any
 ) -> Settings:
+    """Settings for a stack on ``env``; without ``engine`` no docker target (and no dockerd)."""
     approval = {"approvers": ["alice"], **overrides.pop("approval", {})}
     intake = {"port": free_port(), **overrides.pop("intake", {})}
     return make_settings(
@@ -112,7 +114,7 @@ def stack_settings(
         f"tq-{uuid.uuid4().hex[:10]}",
         temporal={"address": target_host(env), "state_dir": str(tmp / "state")},
         intake=intake,
-        docker=[{"name": "lab", "url": engine.url, "timeout": 30}],
+        docker=[{"name": "lab", "url": engine.url, "timeout": 30}] if engine else [],
         approval=approval,
         worker={"metrics_port": 0},
         **overrides,
@@ -122,7 +124,7 @@ def stack_settings(
 @contextlib.asynccontextmanager
 async def running_stack(
     env: WorkflowEnvironment,
-    engine: DockerEngine,
+    engine: DockerEngine | None,
     tmp: Path,
     *,
     watch: bool = False,
@@ -191,6 +193,19 @@ def alertmanager_payload(*alerts: dict[str, Any], status: str = "firing") -> dic
         "version": "4",
         "groupKey": "{}:{}",
         "truncatedAlerts": 0,
+    }
+
+
+def as_webhook(alert: Alert) -> dict[str, Any]:
+    """An alert (a sweep's finding) as Alertmanager would send it: what the intake takes."""
+    return {
+        "status": alert.status.value,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": alert.starts_at.isoformat(),
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": alert.generator_url,
+        "fingerprint": alert.fingerprint,
     }
 
 

@@ -121,3 +121,16 @@ def test_unit_names_are_validated() -> None:
     for bad in ["--now", "a b", "x;reboot", "", "../etc"]:
         with pytest.raises(ToolFailure):
             unit_name(bad)
+
+
+async def test_environment_reaches_the_command_locally_and_over_ssh(sshd: SshServer) -> None:
+    """Over SSH without AcceptEnv: an `env NAME=value` prefix, quoted like every other word."""
+    value = "two words; $(touch /tmp/pwned) 'quoted'"
+    argv = ["sh", "-c", 'printf %s "$GREETING"']
+    local = await run_on(None, argv, limit=10, env={"GREETING": value})
+    remote = await run_on(access(sshd), argv, limit=10, env={"GREETING": value})
+    assert local.stdout == remote.stdout == value
+    assert remote.argv == tuple(argv)  # messages show the command, not the environment
+    with pytest.raises(ToolFailure) as bad:
+        await run_ssh(access(sshd), ["true"], limit=10, env={"NOT-A-NAME": "x"})
+    assert bad.value.kind is ToolErrorKind.INVALID

@@ -350,6 +350,21 @@ class Lab:
                     "backends": {f"127.0.0.1:{ports['shop']}": "docker:lab/shop"},
                 }
             ],
+            # nginx's short-lived certificate, which blackbox-tls probes (certs.rules.yml)
+            "certs": [
+                {
+                    "name": "lab",
+                    "endpoints": [
+                        {
+                            "name": "nginx",
+                            "address": f"127.0.0.1:{ports['nginx']}",
+                            "server_name": "lab.local",
+                        }
+                    ],
+                    "ca_file": str(self.root / "tls" / "ca.pem"),
+                    "instances": [f"127.0.0.1:{ports['nginx']}"],
+                }
+            ],
             "prometheus": [{"name": "lab", "url": f"http://127.0.0.1:{ports['prometheus']}"}],
             "alertmanager": [{"name": "lab", "url": f"http://127.0.0.1:{ports['alertmanager']}"}],
             "worker": {"metrics_port": 0},

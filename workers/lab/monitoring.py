@@ -257,7 +257,9 @@ def postgres_exporter(root: Path, port: int, dsn_url: str) -> Proc:
     return proc
 
 
-def blackbox_exporter(root: Path, port: int, ca_file: Path) -> Proc:
+def blackbox_exporter(root: Path, port: int, ca_file: Path, server_name: str = "") -> Proc:
+    """tls_connect verifies against ``ca_file`` (and ``server_name``, when the probed address is
+    an IP the certificate does not name)."""
     config = {
         "modules": {
             "http_2xx": {
@@ -270,7 +272,8 @@ def blackbox_exporter(root: Path, port: int, ca_file: Path) -> Proc:
                 "timeout": "2s",
                 "tcp": {
                     "tls": True,
-                    "tls_config": {"ca_file": str(ca_file)},
+                    "tls_config": {"ca_file": str(ca_file)}
+                    | ({"server_name": server_name} if server_name else {}),
                     "preferred_ip_protocol": "ip4",
                 },
             },

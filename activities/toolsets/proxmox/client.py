@@ -6,7 +6,6 @@ vmid across the cluster's nodes; every write waits for its UPID task.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -14,7 +13,7 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
 from activities.catalog import ToolContext, ToolFailure, Toolset
-from activities.toolsets.proxmox_api import translator
+from activities.toolsets.proxmox_api import translator, wait_upid
 from core.models import ToolErrorKind
 from core.targets import ProxmoxTarget
 
@@ -205,56 +204,10 @@ def upid_node(upid: str) -> str:
     return parts[1]
 
 
-def task_log(api: ProxmoxAPI, node: str, upid: str, lines: int = 20) -> list[str]:
-    try:
-        rows = api.get(f"nodes/{node}/tasks/{upid}/log", start=0, limit=5000) or []
-    except ResourceException:
-        return []
-    return [str(r.get("t", "")) for r in rows][-lines:]
-
-
 def wait_task(ctx: ToolContext[Any], node: str, upid: str | None, what: str) -> dict[str, Any]:
     """Wait for a PVE task; its exit status decides success (``WARNINGS: n`` counts as done)."""
-    if not upid:  # an older PVE finished the change synchronously
-        return {"upid": None, "exitstatus": "OK", "seconds": 0.0}
-    api = api_for(ctx)
     timeout = target_of(ctx).task_timeout.total_seconds()
-    started = time.monotonic()
-    delay = 0.1
-    while True:
-        status = api.get(f"nodes/{node}/tasks/{upid}/status") or {}
-        if status.get("status") == "stopped":
-            break
-        if time.monotonic() - started > timeout:
-            raise ToolFailure(
-                ToolErrorKind.FAILED,
-                f"{what}: task {upid} still running after {timeout:.0f}s "
-                "(it may still finish; check it with proxmox.task)",
-            )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
-    exitstatus = str(status.get("exitstatus", ""))
-    result = {
-        "upid": upid,
-        "type": status.get("type"),
-        "exitstatus": exitstatus,
-        "seconds": round(time.monotonic() - started, 2),
-    }
-    if exitstatus == "OK" or exitstatus.startswith("WARNINGS"):
-        return result
-    log = [
-        line
-        for line in task_log(api, node, upid, 5)
-        if line and line != "TASK ERROR: " + exitstatus
-    ]
-    kind = ToolErrorKind.FAILED
-    lowered = exitstatus.lower()
-    if "does not exist" in lowered or "no such" in lowered:
-        kind = ToolErrorKind.NOT_FOUND
-    elif any(s in lowered for s in ("already running", "not running", "is locked", "already used")):
-        kind = ToolErrorKind.CONFLICT
-    detail = f" (log: {' | '.join(log)})" if log else ""
-    raise ToolFailure(kind, f"{what} failed: task {upid} ended with {exitstatus!r}{detail}")
+    return wait_upid(api_for(ctx), node, upid, what, timeout, "proxmox.task")
 
 
 # --- cluster ---------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from activities.toolsets.proxmox.client import (
     node_of,
     parse_resource,
     percent_of,
-    task_log,
     upid_node,
 )
+from activities.toolsets.proxmox_api import task_log
 from core.models import ToolErrorKind
 from core.units import human_bytes, human_duration, seconds_since
 

@@ -1,0 +1,86 @@
+"""The daily certificate sweep, as the activity the schedule runs, over pebble/certbot/nginx and
+the private-CA files: exactly the expected findings (expiring, critical, expired, invalid,
+unreachable, a failed renewal in certbot's log), each routed to its runbook with the target and
+certificate labelled, and the same fingerprints on a second run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.catalog import TargetClients
+from activities.incident import resolve_target
+from activities.runbooks import load_runbooks, match
+from activities.sweeps import SweepActivities
+from activities.tools import ToolRunner
+from activities.toolsets import default_catalog
+from core.models import Alert
+from tests.conftest import make_settings
+from tests.toolsets.certs.conftest import LINEAGE, Files, files_target, web_target
+from workers.lab.acme import AcmeLab
+
+CATALOG = default_catalog()
+RUNBOOKS = load_runbooks(CATALOG)
+
+
+async def test_certificate_sweep_finds_exactly_the_problems(
+    acme: AcmeLab, files: Files, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, certs=[files_target(files), web_target(acme)])
+    activities = SweepActivities(settings, ToolRunner(CATALOG, TargetClients(settings)))
+    env = ActivityEnvironment()
+    first: list[Alert] = await env.run(activities.certificates)
+    found = {
+        (a.name, a.labels["homelab_target"], a.labels["certificate"], a.labels["severity"])
+        for a in first
+    }
+    assert found == {
+        ("CertificateExpiringSoon", "pem", "expiring", "warning"),
+        ("CertificateExpiringVerySoon", "pem", "critical", "critical"),
+        ("CertificateExpired", "pem", "expired", "critical"),
+        ("CertificateInvalid", "pem", "weak", "warning"),
+        ("CertificateInvalid", "pem", "mismatch", "critical"),
+        ("CertificateProbeFailed", "pem", "dead", "critical"),
+    }
+    expiring = next(a for a in first if a.name == "CertificateExpiringSoon")
+    assert expiring.annotations["subject"] == "expiring.lab.test"
+    assert 9.9 < float(expiring.annotations["days_left"]) <= 10
+    mismatch = next(a for a in first if a.labels["certificate"] == "mismatch")
+    assert "hostname mismatch" in mismatch.annotations["summary"]
+    for alert in first:
+        runbook = match(RUNBOOKS, alert)
+        assert runbook is not None and runbook.service == "certs", alert.name
+        ref, notes = resolve_target(settings, runbook, alert)
+        assert ref is not None and ref.resource == alert.labels["certificate"], notes
+    assert sorted(a.fingerprint for a in await env.run(activities.certificates)) == sorted(
+        a.fingerprint for a in first
+    )
+
+    # certbot's last renewal of the lineage fails: a finding with certbot's own log
+    original = acme.break_webroot(LINEAGE)
+    try:
+        failed = acme.certbot(
+            "renew", "--cert-name", LINEAGE, "--force-renewal", "--no-random-sleep-on-renew"
+        )
+        assert failed.returncode != 0
+    finally:
+        acme.renewal_conf(LINEAGE).write_text(original)
+    after: list[Alert] = await env.run(activities.certificates)
+    renewal = [a for a in after if a.name == "CertificateRenewalFailed"]
+    assert len(renewal) == 1 and len(after) == len(first) + 1
+    alert = renewal[0]
+    assert alert.labels["homelab_target"] == "web" and alert.labels["certificate"] == LINEAGE
+    assert alert.annotations["last_error"] == "Some challenges have failed."
+    assert "Challenge failed for domain app.lab.test" in alert.annotations["excerpt"]
+    runbook = match(RUNBOOKS, alert)
+    assert runbook is not None and runbook.name == "certs-critical"
+    # the next successful renewal clears it
+    done = acme.certbot(
+        "renew", "--cert-name", LINEAGE, "--force-renewal", "--no-random-sleep-on-renew"
+    )
+    assert done.returncode == 0, done.stderr
+    acme.serve_latest(LINEAGE)  # what the renew tool's reload does
+    assert not [
+        a for a in await env.run(activities.certificates) if a.name == "CertificateRenewalFailed"
+    ]
