@@ -134,6 +134,7 @@ class ToolContext(Generic[P]):
     before: dict[str, Any] | None = None
     change_id: str = ""
     incident_id: str = ""
+    restores: str = ""
 
     @property
     def settings(self) -> Settings:
@@ -151,6 +152,12 @@ CompensateFn = Callable[
 ]
 """A compensation is (tool, params); ``None`` when nothing needs undoing; IRREVERSIBLE when it can't."""
 TranslateFn = Callable[[Exception], "ToolFailure | None"]
+FactsFn = Callable[[ToolContext[Any], dict[str, Any]], Any]
+"""The stable facts a human approves (what changes, not how long it has been so), for a tool
+whose preview shows values that move between two looks (seconds, ages, usage)."""
+RisksFn = Callable[[ToolContext[Any], dict[str, Any]], list[str]]
+"""What this call would do beyond the tool's usual, from its parameters and the before-state
+(e.g. "memory 64 MiB → 6 MiB shrinks the container"): each raises the write to HARD."""
 NoopFn = Callable[[ToolContext[Any], dict[str, Any]], bool]
 """True when the target is already in the state the write would produce (re-checked after a wait)."""
 
@@ -169,6 +176,8 @@ class ToolSpec:
     preview: PreviewFn | None = None
     compensate: CompensateFn | None = None
     is_noop: NoopFn | None = None
+    facts: FactsFn | None = None
+    risks: RisksFn | None = None
     needs_resource: bool = True
     timeout: timedelta = timedelta(seconds=30)
     translate: TranslateFn | None = None
@@ -220,6 +229,9 @@ class Toolset:
     """Maps the service client's exceptions to typed failures (unreachable, not found...)."""
     probe: Callable[[Any], str] | None = None
     """Checks one configured target (for ``doctor``): returns what it found or raises."""
+    canonical: Callable[[ToolContext[Any]], str | Awaitable[str]] | None = None
+    """The one name of the resource in ``ctx.ref`` (a container id prefix → its name, ``0100``
+    → ``lxc/100``), so policy patterns, the lock and the write count see one target."""
     tools: list[ToolSpec] = field(default_factory=list)
 
     def read(
@@ -261,6 +273,8 @@ class Toolset:
         preview: PreviewFn,
         compensate: CompensateFn | None = None,
         is_noop: NoopFn | None = None,
+        facts: FactsFn | None = None,
+        risks: RisksFn | None = None,
         needs_resource: bool = True,
         timeout: timedelta = timedelta(seconds=120),
     ) -> Callable[[ToolFn], ToolFn]:
@@ -282,6 +296,8 @@ class Toolset:
                     preview=preview,
                     compensate=compensate,
                     is_noop=is_noop,
+                    facts=facts,
+                    risks=risks,
                     needs_resource=needs_resource,
                     timeout=timeout,
                     translate=self.translate,
@@ -321,3 +337,6 @@ class Catalog:
 
     def for_service(self, service: str) -> list[ToolSpec]:
         return [s for s in self if s.service == service]
+
+    def toolset(self, service: str) -> Toolset | None:
+        return next((ts for ts in self.toolsets if ts.service == service), None)

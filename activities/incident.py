@@ -131,6 +131,7 @@ class IncidentActivities:
             "approval_timeout": settings.approval.timeout,
             "approvers": list(settings.approval.approvers),
             "ui_url": self._ui_url(),
+            "llm_offer": list(settings.llm.offer),
         }
         if runbook is None:
             return Triage(
@@ -144,6 +145,9 @@ class IncidentActivities:
             )
         target, notes = resolve_target(settings, runbook, alert)
         if target is not None:
+            target, note = await self.runner.canonical(target)
+            if note:
+                notes.append(note)
             runbook, problems = bind_alert_params(runbook, alert)
             if problems:
                 notes.extend(problems)

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.catalog import (
     Catalog,
+    NoParams,
     TargetClients,
     ToolContext,
     ToolFailure,
@@ -27,6 +28,7 @@ from activities.catalog import (
     call_maybe_async,
 )
 from core import contracts
+from core.binding import binding
 from core.metrics import TOOL_CALLS, TOOL_LATENCY
 from core.models import (
     PreparedWrite,
@@ -81,6 +83,7 @@ class ToolRunner:
             before=call.before,
             change_id=call.change_id,
             incident_id=call.incident_id,
+            restores=call.restores,
         )
 
     async def _invoke(self, spec: ToolSpec, fn: Callable[..., Any], *args: Any) -> Any:
@@ -150,7 +153,12 @@ class ToolRunner:
                 reversibility = Reversibility.IRREVERSIBLE
             elif reversibility is Reversibility.COMPENSATED:
                 reversibility = Reversibility.STATELESS  # nothing changed that needs undoing
+        facts = spec.facts(ctx, before) if spec.facts else preview
+        # Undoing a change puts back what was there: not a new risk, whatever direction it goes.
+        risks = spec.risks(ctx, before) if spec.risks and not ctx.restores else []
         return PreparedWrite(
+            risks=risks,
+            binding=binding(spec.name, str(ctx.ref), ctx.params.model_dump(mode="json"), facts),
             before=before,
             preview=preview,
             noop=bool(spec.is_noop and spec.is_noop(ctx, before)),
@@ -158,6 +166,25 @@ class ToolRunner:
             compensation=compensation,
             default_level=spec.level,
             timeout_seconds=spec.timeout.total_seconds(),
+        )
+
+    async def canonical(self, ref: TargetRef) -> tuple[TargetRef, str]:
+        """``ref`` with its resource's one name, and a note when it differed (or could not be
+        resolved: then the name is kept as given, and nothing can be written there anyway)."""
+        toolset = self.catalog.toolset(ref.service)
+        if toolset is None or toolset.canonical is None or not ref.resource:
+            return ref, ""
+        ctx: ToolContext[Any] = ToolContext(ref=ref, params=NoParams(), clients=self.clients)
+        try:
+            name = await call_maybe_async(toolset.canonical, ctx)
+        except Exception as exc:
+            failure = toolset.translate(exc) if toolset.translate else None
+            why = failure.message if failure else f"{type(exc).__name__}: {exc}"
+            return ref, f"resource {ref.resource!r} kept as named: {redact_text(why)[:200]}"
+        if name == ref.resource:
+            return ref, ""
+        return ref.model_copy(update={"resource": name}), (
+            f"resource {ref.resource!r} is {name!r} (its one name: policy, lock and limits use it)"
         )
 
     async def prepare(self, call: ToolCall) -> PreparedWrite:

@@ -7,6 +7,8 @@ Order of rules (each can only raise the level, except the user's override of the
 3. critical targets (``approval.critical`` patterns or ``critical: true`` on the target) make any
    write at least HARD;
 4. more than ``max_writes_per_target_per_hour`` applied writes on the target escalate to HARD;
+   so does a call the tool itself finds riskier than usual (``risks``: shrinking a resource,
+   widening what it touches), whoever asked for it;
 5. ``approval.mode``: manual makes every write HARD, observe makes every write a dry-run.
 FORBIDDEN is never lowered. The reasons say which rules applied, for the approval request and
 ``homelab-agents policy explain``.
@@ -73,6 +75,12 @@ def evaluate(
                 f"blast radius: {recent_writes} writes on {target} in the last hour "
                 f"(limit {approval.max_writes_per_target_per_hour}): HARD"
             )
+        for risk in request.risks:
+            if level.rank < RiskLevel.HARD.rank:
+                level = RiskLevel.HARD
+                reasons.append(f"{risk}: HARD")
+            else:
+                reasons.append(risk)
         if approval.mode is ApprovalMode.MANUAL and level.rank < RiskLevel.HARD.rank:
             level = RiskLevel.HARD
             reasons.append("approval.mode is manual: every write is HARD")

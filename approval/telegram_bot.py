@@ -33,6 +33,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
+from approval import signing
 from approval.telegram_format import Doc, answer, approval_doc, clip
 from approval.telegram_notifier import (
     NO_PREVIEW,
@@ -42,7 +43,7 @@ from approval.telegram_notifier import (
     finish_approval_message,
 )
 from core.config import Settings
-from core.models import ApprovalDecision, ApprovalRecord, IncidentState
+from core.models import ApprovalDecision, ApprovalRecord, ApprovalRequest, IncidentState
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,10 @@ class ApprovalBot:
         self.chat_id: int = settings.telegram.chat_id
         self.ops = ops
         self.store = store
+        # The bot signs for the Telegram users it authenticated (chat, approver list, token).
+        self.signing_key = signing.ensure_key(
+            settings.keys_dir, signing.TELEGRAM_SIGNER, settings.telegram.signing_key_file
+        )
         self.gate = FloodGate(settings.telegram.token.get_secret_value())
         self.commands: dict[str, Callable[[Message, User, list[str]], Awaitable[str]]] = {
             "start": self.cmd_help,
@@ -292,6 +297,8 @@ class ApprovalBot:
             via="telegram",
             reason=f"button pressed by {display(user)}",
         )
+        if row is not None:  # bound to the approval this message showed, nothing newer
+            decision = self.sign(token["workflow_id"], row, decision)
         try:
             record = await self.ops.decide(token["workflow_id"], decision)
         except Refused as exc:
@@ -308,6 +315,21 @@ class ApprovalBot:
         )
         await self.answer(query, f"{'✅ Approved' if approve else '❌ Denied'}: {record.action_id}")
         await self._finish(bot, key, record.verdict.value, display(user))
+
+    def sign(
+        self, workflow_id: str, message: dict[str, Any], decision: ApprovalDecision
+    ) -> ApprovalDecision:
+        """Sign ``decision`` over the approval request the message showed."""
+        request = ApprovalRequest.model_validate(message["payload"]["request"])
+        proof = signing.sign_decision(
+            self.signing_key,
+            workflow_id,
+            request,
+            decision.approve,
+            decision.approver,
+            signer=signing.TELEGRAM_SIGNER,
+        )
+        return decision.model_copy(update=proof)
 
     async def _finish(self, bot: Bot, key: str, verdict: str, decided_by: str) -> None:
         try:
@@ -420,15 +442,32 @@ class ApprovalBot:
     ) -> str:
         if not args:
             raise Refused(f"usage: /{'approve' if approve else 'deny'} ID [ACTION]")
-        decision = ApprovalDecision(
-            action_id=args[1] if len(args) > 1 else "",
-            approve=approve,
-            approver=identity(user),
-            via="telegram",
-            reason=f"/{'approve' if approve else 'deny'} by {display(user)}",
+        wid = args[0] if args[0].startswith(("incident-", "rollback-")) else f"incident-{args[0]}"
+        wanted = args[1] if len(args) > 1 else ""
+        shown = [
+            row
+            for row in await asyncio.to_thread(self.store.telegram_open_messages, wid)
+            if row["kind"] == "approval" and (not wanted or row["action_id"] == wanted)
+        ]
+        if len(shown) != 1:
+            raise Refused(
+                "no approval of this incident is waiting in this chat (already decided, or "
+                "never asked here)"
+                if not shown
+                else "several approvals are open: name the action"
+            )
+        decision = self.sign(
+            wid,
+            shown[0],
+            ApprovalDecision(
+                action_id=shown[0]["action_id"],
+                approve=approve,
+                approver=identity(user),
+                via="telegram",
+                reason=f"/{'approve' if approve else 'deny'} by {display(user)}",
+            ),
         )
         record = await self.ops.decide(args[0], decision)
-        wid = args[0] if args[0].startswith(("incident-", "rollback-")) else f"incident-{args[0]}"
         for row in await asyncio.to_thread(self.store.telegram_open_messages, wid):
             if row["action_id"] == record.action_id:
                 await self._finish(

@@ -22,6 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from approval import signing
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activities.store import Store
@@ -46,7 +48,9 @@ async def run_all(state: LabState, names: list[str] | None, ci_only: bool) -> li
     results = []
     try:
         for scenario in scenarios:
-            result = await run_scenario(scenario, hands, client, store)
+            result = await run_scenario(
+                scenario, hands, client, store, key=signing.key_for(settings.keys_dir, "you")
+            )
             results.append(result)
             mark = "ok " if result.passed else "FAIL"
             print(

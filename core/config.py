@@ -7,6 +7,7 @@ file over the defaults below. Secrets are ``SecretStr`` (never printed) and may 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -158,6 +159,36 @@ class ApprovalSettings(Section):
     overrides: list[PolicyOverride] = Field(default_factory=list)
     max_writes_per_target_per_hour: int = Field(default=6, ge=1)
     cli_approver: str | None = Field(default=None, description="identity `approve` uses by default")
+    public_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="approver (or telegram-bot) → Ed25519 public key (base64), besides keys_dir",
+    )
+    keys_dir: Path | None = Field(
+        default=None,
+        description="approvers' key pairs (NAME.key private, NAME.pub public); "
+        "default state_dir/keys",
+    )
+    cli_key_file: Path | None = Field(
+        default=None,
+        description="the private key `approve`/`deny` sign with; default keys_dir/NAME.key",
+    )
+    allow_unsigned: bool = Field(
+        default=False,
+        description="count decisions without a signature (a single-user lab only: anyone who "
+        "reaches Temporal could approve)",
+    )
+
+    @field_validator("public_keys")
+    @classmethod
+    def _keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        for name, key in keys.items():
+            try:
+                raw = base64.b64decode(key.strip(), validate=True)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(f"{name}: not an Ed25519 public key (base64 of 32 bytes)")
+        return keys
 
     @field_validator("timeout")
     @classmethod
@@ -182,6 +213,11 @@ class TelegramSettings(Section):
         default=None, description="unused: callback data are random server-side tokens"
     )
     poll_timeout: int = Field(default=10, ge=0, le=50, description="getUpdates long-poll seconds")
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="the bot's private key: it signs for the Telegram users it authenticated "
+        "(default approval keys_dir/telegram-bot.key)",
+    )
 
     @model_validator(mode="after")
     def _secret_files(self) -> TelegramSettings:
@@ -266,6 +302,11 @@ class LLMSelection(Section):
 
 class LLMSettings(Section):
     providers: list[LLMProvider] = Field(default_factory=list)
+    offer: list[str] = Field(
+        default_factory=list,
+        description="write tools (names or patterns) the LLM may propose beyond the runbook's "
+        "remediations; default none",
+    )
     cache_ttl: Duration = timedelta(hours=1)
     monthly_budget_usd: float = Field(default=1.0, ge=0)
     evidence_budget_chars: int = Field(default=6000, ge=500)
@@ -407,6 +448,10 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.temporal.state_dir
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.approval.keys_dir or self.state_dir / "keys"
 
     @property
     def store_url(self) -> str:

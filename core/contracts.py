@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from core.models import (
+    Admission,
+    AdmitRequest,
     Alert,
     ApprovalRecord,
     ChangeRecord,
+    DecisionCheck,
+    DecisionProof,
     IncidentState,
     LockGrant,
     LockRequest,
@@ -51,6 +55,8 @@ LLM_ROUTE = Contract("llm.route", (PlanRequest,), LLMRoute)
 LLM_PLAN = Contract("llm.plan", (LLMPlanRequest,), LLMPlanOutcome)
 PREPARE = Contract("tool.prepare", (ToolCall,), PreparedWrite)
 POLICY = Contract("policy.evaluate", (PolicyRequest,), PolicyDecision)
+ADMIT = Contract("policy.admit", (AdmitRequest,), Admission)
+VERIFY_DECISION = Contract("approvals.verify", (DecisionCheck,), DecisionProof)
 RECORD_CHANGE = Contract("changes.record", (ChangeRecord,), bool)
 GET_CHANGE = Contract("changes.get", (str,), ChangeRecord)
 RECORD_APPROVAL = Contract("approvals.record", (str, ApprovalRecord), bool)
@@ -70,6 +76,8 @@ ALL: list[Contract[Any]] = [
     LLM_PLAN,
     PREPARE,
     POLICY,
+    ADMIT,
+    VERIFY_DECISION,
     RECORD_CHANGE,
     GET_CHANGE,
     RECORD_APPROVAL,

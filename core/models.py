@@ -125,6 +125,9 @@ class ToolCall(Model):
     incident_id: str = Field(
         default="", description="the incident a write belongs to (names its safety snapshot)"
     )
+    restores: str = Field(
+        default="", description="the change this write undoes (a compensation or a manual undo)"
+    )
 
 
 class ToolResult(Model):
@@ -147,6 +150,12 @@ class PreparedWrite(Model):
     default_level: RiskLevel = RiskLevel.HARD
     timeout_seconds: float = 120.0
     error: ToolError | None = None
+    binding: str = Field(
+        default="", description="hash of the change a human approves (approval/signing.py)"
+    )
+    risks: list[str] = Field(
+        default_factory=list, description="what raises this call to HARD (see PolicyRequest)"
+    )
 
 
 # --- alerts ------------------------------------------------------------------------------------
@@ -455,7 +464,16 @@ class ApprovalVerdict(StrEnum):
     FORBIDDEN = "forbidden"
 
 
-class ApprovalDecision(Model):
+class SignedDecision(Model):
+    """What binds a decision to one approval and proves who made it (approval/signing.py)."""
+
+    run_id: str = Field(default="", description="the workflow run the approval belongs to")
+    binding: str = Field(default="", description="hash of the exact change that was shown")
+    signer: str = Field(default="", description="whose key signed: the approver, or telegram-bot")
+    proof: str = Field(default="", description="Ed25519 signature (base64); empty: unsigned")
+
+
+class ApprovalDecision(SignedDecision):
     """A human decision on one gated action, as sent by the CLI, Telegram or ``temporal``."""
 
     action_id: str = ""
@@ -465,7 +483,7 @@ class ApprovalDecision(Model):
     reason: str = ""
 
 
-class ApprovalSignal(Model):
+class ApprovalSignal(SignedDecision):
     """Payload of the ``approve``/``deny`` signals (``temporal workflow signal --input``)."""
 
     approver: str = Field(min_length=1, max_length=200)
@@ -496,6 +514,31 @@ class ApprovalRequest(Model):
     preview: str
     rollback_plan: str
     deadline: datetime
+    approval_id: str = Field(
+        default="", description="what a decision names: the action id, or a1#2 when asked again"
+    )
+    run_id: str = ""
+    binding: str = Field(default="", description="hash of the exact change shown (preview, facts)")
+
+    @property
+    def id(self) -> str:
+        return self.approval_id or self.action.id
+
+
+class DecisionCheck(Model):
+    """A decision and the approval it claims to decide, for ``approvals.verify``."""
+
+    workflow_id: str
+    request: ApprovalRequest
+    decision: ApprovalDecision
+
+
+class DecisionProof(Model):
+    """Whether a decision is proven, and how (``via``: key:<signer>, or unsigned when allowed)."""
+
+    ok: bool
+    via: str = ""
+    reason: str = ""
 
 
 class VerificationResult(Model):
@@ -560,6 +603,9 @@ class Triage(Model):
     approval_timeout: Duration
     approvers: list[str]
     ui_url: str = ""
+    llm_offer: list[str] = Field(
+        default_factory=list, description="tools a human lets the LLM propose beyond the runbook's"
+    )
 
 
 class RunbookRemediation(Model):
@@ -671,6 +717,24 @@ class PolicyRequest(Model):
     default_level: RiskLevel
     reversibility: Reversibility
     target_critical: bool = False
+    risks: list[str] = Field(
+        default_factory=list,
+        description="what this call would do beyond the tool's usual (shrink a resource, widen "
+        "its reach), found by the tool from the real before-state: each makes it at least HARD",
+    )
+
+
+class AdmitRequest(Model):
+    """The last look at a write, under the target's lock."""
+
+    policy: PolicyRequest
+    lock: LockRequest | None = None
+
+
+class Admission(Model):
+    decision: PolicyDecision
+    holds: bool = Field(description="the lock is still this incident's")
+    paused: bool = Field(description="the kill switch is on")
 
 
 class LockRequest(Model):

@@ -294,22 +294,38 @@ def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool 
     say(*incident_lines(s))
 
 
-def _decide(ident: str, approve: bool, approver: str | None, action: str, reason: str) -> None:
+def _decide(
+    ident: str,
+    approve: bool,
+    approver: str | None,
+    action: str,
+    reason: str,
+    key_file: Path | None,
+) -> None:
+    from approval import signing
     from core.models import ApprovalDecision
     from workers.operations import OperationError, decide
 
-    who = approver or os.environ.get("HOMELAB_APPROVER") or state.settings.approval.cli_approver
+    settings = state.settings
+    who = approver or os.environ.get("HOMELAB_APPROVER") or settings.approval.cli_approver
     if not who:
         raise fail(
             "say who decides: --approver NAME (or HOMELAB_APPROVER / approval.cli_approver)", 2
         )
+    key_path = key_file or settings.approval.cli_key_file
+    key: str | None = None
+    try:
+        key = signing.key_for(settings.keys_dir, who, key_path)
+    except signing.SigningKeyError as exc:
+        if key_path is not None or not settings.approval.allow_unsigned:
+            raise fail(str(exc), 2) from exc
     decision = ApprovalDecision(
         action_id=action, approve=approve, approver=who, via="cli", reason=reason
     )
 
     async def go() -> Any:
         client, store = await _client_and_store()
-        return await decide(client, store, ident, decision)
+        return await decide(client, store, ident, decision, key=key)
 
     try:
         record = run(go())
@@ -321,6 +337,9 @@ def _decide(ident: str, approve: bool, approver: str | None, action: str, reason
 ApproverOpt = typer.Option(None, "--approver", "-a", help="Your approver identity.")
 ActionOpt = typer.Option("", "--action", help="Action id (default: the one waiting).")
 ReasonOpt = typer.Option("", "--reason", "-r")
+KeyFileOpt = typer.Option(
+    None, "--key-file", help="Your private key (default: approval.keys_dir/NAME.key)."
+)
 
 
 @app.command()
@@ -329,9 +348,10 @@ def approve(
     approver: str = ApproverOpt,
     action: str = ActionOpt,
     reason: str = ReasonOpt,
+    key_file: Path = KeyFileOpt,
 ) -> None:
-    """Approve the action an incident is waiting on."""
-    _decide(ident, True, approver, action, reason)
+    """Approve the action an incident is waiting on (signed with your key)."""
+    _decide(ident, True, approver, action, reason, key_file)
 
 
 @app.command()
@@ -340,9 +360,34 @@ def deny(
     approver: str = ApproverOpt,
     action: str = ActionOpt,
     reason: str = ReasonOpt,
+    key_file: Path = KeyFileOpt,
 ) -> None:
-    """Deny the action an incident is waiting on."""
-    _decide(ident, False, approver, action, reason)
+    """Deny the action an incident is waiting on (signed with your key)."""
+    _decide(ident, False, approver, action, reason, key_file)
+
+
+approvers_app = typer.Typer(help="Approvers' signing keys.", no_args_is_help=True)
+app.add_typer(approvers_app, name="approvers")
+
+
+@approvers_app.command("add")
+def approvers_add(
+    name: str = typer.Argument(..., help="An approver (as in approval.approvers)."),
+    keys_dir: Path = typer.Option(None, "--dir", help="Default: approval.keys_dir."),
+) -> None:
+    """Create NAME's key pair: NAME.key (private, 0600) and NAME.pub (the public key the worker
+    trusts). Give the private key only to NAME; on another host, put the printed public key in
+    approval.public_keys."""
+    from approval import signing
+
+    directory = keys_dir or state.settings.keys_dir
+    try:
+        path, public = signing.write_pair(directory, name)
+    except (signing.SigningKeyError, OSError) as exc:
+        raise fail(str(exc), 2) from exc
+    if name not in state.settings.approval.approvers and name != signing.TELEGRAM_SIGNER:
+        err.print(f"note: {name!r} is not in approval.approvers yet")
+    say(f"private key: {path}", f"public key (approval.public_keys.{name}): {public}")
 
 
 # --- change log, rollback, kill switch, policy ---------------------------------------------------

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.service import RPCError
 
 from activities.store import Store
+from approval import signing
 from core.config import Settings
 from core.models import (
     Alert,
@@ -93,12 +94,17 @@ async def show_incident(client: Client, store: Store, ident: str) -> IncidentSta
 
 
 async def decide(
-    client: Client, store: Store, ident: str, decision: ApprovalDecision
+    client: Client, store: Store, ident: str, decision: ApprovalDecision, key: str | None = None
 ) -> ApprovalRecord:
-    """Send a decision through the validated ``decide`` update; record a refusal in the store."""
+    """Send a decision through the validated ``decide`` update; record a refusal in the store.
+
+    With the approver's private ``key`` the decision is signed over the approval pending now
+    (its run and the exact change it shows), which the workflow verifies before it counts."""
     wid = workflow_id(ident)
     handle = client.get_workflow_handle_for(IncidentWorkflow.run, wid)
     try:
+        if key is not None:
+            decision = await _signed(handle, wid, decision, key)
         return await handle.execute_update(IncidentWorkflow.decide, decision)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
@@ -116,6 +122,22 @@ async def decide(
     )
     await asyncio.to_thread(store.record_approval, wid, record)
     raise OperationError(f"decision refused: {reason}")
+
+
+async def _signed(handle: Any, wid: str, decision: ApprovalDecision, key: str) -> ApprovalDecision:
+    """Sign over the approval the incident waits on now (asked of the workflow itself: a worker
+    that just restarted may take a few seconds to answer)."""
+    try:
+        state: IncidentState = await asyncio.wait_for(handle.query(IncidentWorkflow.get_state), 45)
+    except TimeoutError:
+        raise OperationError(f"{wid} did not answer in 45 s: is a worker running?") from None
+    pending = state.pending_approval
+    if pending is None:
+        raise OperationError(f"{wid} has no action waiting for approval")
+    if decision.action_id and decision.action_id != pending.id:
+        raise OperationError(f"{wid} is waiting for {pending.id}, not {decision.action_id}")
+    proof = signing.sign_decision(key, wid, pending, decision.approve, decision.approver)
+    return decision.model_copy(update={"action_id": pending.id, **proof})
 
 
 async def set_paused(

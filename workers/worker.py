@@ -22,7 +22,7 @@ from activities.runbooks import load_runbooks
 from activities.store import Store
 from activities.tools import ToolActivities, ToolRunner
 from activities.toolsets import default_catalog
-from approval.gate import PolicyActivities
+from approval.gate import DecisionVerifier, PolicyActivities
 from core.config import Settings
 from workers.routing import AlertRouter
 from workflows.incident import IncidentWorkflow
@@ -83,7 +83,13 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     incident = IncidentActivities(settings, parts.catalog, runner, runbooks)
     llm = LLMActivities(settings, parts.catalog, parts.store)
     records = RecordActivities(parts.store)
-    policy = PolicyActivities(settings, parts.store.count_recent_writes)
+    policy = PolicyActivities(
+        settings,
+        parts.store.count_recent_writes,
+        paused=lambda: bool(parts.store.paused()["paused"]),
+        lock_holds=parts.store.lock_holds,
+    )
+    verifier = DecisionVerifier(settings)
     locks = LockActivities(client, parts.store)
     notify = NotifyActivities(parts.notifiers)
     router = AlertRouter(client, settings.temporal.task_queue)
@@ -101,6 +107,8 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         records.record_incident,
         records.paused,
         policy.evaluate,
+        policy.admit,
+        verifier.verify,
         locks.take,
         locks.release,
         locks.check,

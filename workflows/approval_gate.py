@@ -1,9 +1,10 @@
 """The approval gate: one HARD action waits for a human decision, or for its timer to auto-deny.
 
 The gate holds every decision attempt (accepted or refused, each recorded in the store), the
-checks a decision must pass (``problem``: the action is the pending one, not already decided,
-the approver is one), and the wait itself. The workflow's ``decide`` update, ``approve``/``deny``
-signals and their validator delegate here.
+checks a decision must pass (``problem``: the approval is the pending one, of this run, for this
+exact change, not already decided, the approver is one), the proof of who decided (a signature
+checked by ``approvals.verify``: a name in a signal proves nothing), and the wait itself. The
+workflow's ``decide`` update, ``approve``/``deny`` signals and their validator delegate here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from core import contracts
@@ -23,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequest,
         ApprovalSignal,
         ApprovalVerdict,
+        DecisionCheck,
+        DecisionProof,
         IncidentState,
         Phase,
         PolicyDecision,
@@ -32,6 +36,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows import search_attributes as sa
     from workflows.calls import call
+
+
+SIGNED = "signed-decisions"
+"""Patch: 0.2 counts a decision only with a verified signature (or unsigned where allowed)."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +79,12 @@ class ApprovalGate:
 
     # --- decisions (from the update, the signals, the timer) ---------------------------------
 
-    def problem(self, action_id: str, approver: str) -> str | None:
+    def problem(
+        self, action_id: str, approver: str, run_id: str = "", binding: str = ""
+    ) -> str | None:
         """Why a decision cannot count, or None."""
         pending = self.state.pending_approval
-        wanted = action_id or (pending.action.id if pending else "")
+        wanted = action_id or (pending.id if pending else "")
         if wanted in self.closed or wanted in self.decisions:
             verdict = self.closed.get(wanted)
             return f"action {wanted} is already decided" + (
@@ -82,8 +92,12 @@ class ApprovalGate:
             )
         if pending is None:
             return "no action is waiting for approval"
-        if wanted != pending.action.id:
-            return f"unknown action id {wanted!r} (waiting: {pending.action.id})"
+        if wanted != pending.id:
+            return f"unknown action id {wanted!r} (waiting: {pending.id})"
+        if run_id and pending.run_id and run_id != pending.run_id:
+            return f"the decision is for run {run_id}, not this run ({pending.run_id})"
+        if binding and pending.binding and binding != pending.binding:
+            return "the decision is for another preview of this change (it has changed: look again)"
         if approver not in self.approvers:
             return f"{approver!r} is not an approver"
         return None
@@ -109,44 +123,89 @@ class ApprovalGate:
         )
 
     def accept(self, decision: ApprovalDecision) -> ApprovalRecord:
-        """A validated decision on the pending action."""
+        """A validated (and, since 0.2, proven) decision on the pending approval."""
         pending = self.state.pending_approval
         assert pending is not None
-        decision = decision.model_copy(
-            update={"action_id": decision.action_id or pending.action.id}
-        )
+        decision = decision.model_copy(update={"action_id": decision.action_id or pending.id})
         self.decisions[decision.action_id] = decision
         verdict = ApprovalVerdict.APPROVED if decision.approve else ApprovalVerdict.DENIED
         return self.close(
             decision.action_id, verdict, decision.approver, decision.via, decision.reason
         )
 
-    def signal(self, sig: ApprovalSignal, approve: bool) -> None:
-        """Signals cannot be refused to the sender, so a refusal is recorded instead."""
-        problem = self.problem(sig.action_id, sig.approver)
-        if problem is None:
-            self.accept(
-                ApprovalDecision(
-                    action_id=sig.action_id,
-                    approve=approve,
-                    approver=sig.approver,
-                    via="signal",
-                    reason=sig.reason,
-                )
-            )
-            return
+    def refuse(self, decision: ApprovalDecision, why: str) -> ApprovalRecord:
         pending = self.state.pending_approval
-        self._record(
+        return self._record(
             ApprovalRecord(
-                action_id=sig.action_id or (pending.action.id if pending else ""),
-                verdict=ApprovalVerdict.APPROVED if approve else ApprovalVerdict.DENIED,
-                approver=sig.approver,
-                via="signal",
-                reason=f"rejected: {problem}",
+                action_id=decision.action_id or (pending.id if pending else ""),
+                verdict=ApprovalVerdict.APPROVED if decision.approve else ApprovalVerdict.DENIED,
+                approver=decision.approver,
+                via=decision.via,
+                reason=f"rejected: {why}",
                 at=workflow.now(),
                 accepted=False,
             )
         )
+
+    async def prove(self, decision: ApprovalDecision) -> str | None:
+        """Check the decision and its proof; None if it counts (``decision.via`` from the proof)."""
+        problem = self.problem(
+            decision.action_id, decision.approver, decision.run_id, decision.binding
+        )
+        if problem:
+            return problem
+        pending = self.state.pending_approval
+        assert pending is not None
+        proof: DecisionProof = await call(
+            contracts.VERIFY_DECISION,
+            DecisionCheck(workflow_id=self.state.workflow_id, request=pending, decision=decision),
+            summary=f"verify decision of {decision.approver}",
+            **options.internal(),
+        )
+        if not proof.ok:
+            return proof.reason
+        # The pending approval may have changed while the proof was checked.
+        problem = self.problem(
+            decision.action_id or pending.id, decision.approver, decision.run_id, decision.binding
+        )
+        if problem is None and self.state.pending_approval is not pending:
+            problem = "the approval changed while the decision was checked"
+        if problem:
+            return problem
+        decision.via = proof.via
+        return None
+
+    async def decide(self, decision: ApprovalDecision) -> ApprovalRecord:
+        """The ``decide`` update: accepted, or refused with the reason (recorded either way)."""
+        if not workflow.patched(SIGNED):
+            return self.accept(decision)
+        problem = await self.prove(decision)
+        if problem:
+            self.refuse(decision, problem)
+            raise ApplicationError(problem, type="DecisionRefused", non_retryable=True)
+        return self.accept(decision)
+
+    async def signal(self, sig: ApprovalSignal, approve: bool) -> None:
+        """Signals cannot be refused to the sender, so a refusal is recorded instead."""
+        decision = ApprovalDecision(
+            action_id=sig.action_id,
+            approve=approve,
+            approver=sig.approver,
+            via="signal",
+            reason=sig.reason,
+            run_id=sig.run_id,
+            binding=sig.binding,
+            signer=sig.signer,
+            proof=sig.proof,
+        )
+        if workflow.patched(SIGNED):
+            problem = await self.prove(decision)
+        else:
+            problem = self.problem(sig.action_id, sig.approver)
+        if problem is None:
+            self.accept(decision)
+        else:
+            self.refuse(decision, problem)
 
     async def save(self) -> None:
         """Every decision attempt into the store's approval log, in order."""
@@ -168,6 +227,7 @@ class ApprovalGate:
         decision: PolicyDecision,
         prepared: PreparedWrite,
         wait_for: timedelta,
+        approval_id: str = "",
     ) -> Verdict:
         """Ask for a decision on ``action`` and wait for it, a resolved alert, or the timer."""
         deadline = workflow.now() + wait_for
@@ -181,6 +241,9 @@ class ApprovalGate:
             preview=prepared.preview,
             rollback_plan=plan,
             deadline=deadline,
+            approval_id=approval_id,
+            run_id=workflow.info().run_id,
+            binding=prepared.binding,
         )
         self.state.pending_approval = request
         await self.set_phase(Phase.AWAITING_APPROVAL)
@@ -191,7 +254,7 @@ class ApprovalGate:
             [prepared.preview, *decision.reasons, f"rollback: {plan}"],
             approval=request,
         )
-        verdict = await self._until_decided(action, deadline)
+        verdict = await self._until_decided(request.id, deadline)
         await self.save()
         self.state.pending_approval = None
         workflow.upsert_search_attributes([sa.APPROVAL.value_set(verdict.verdict.value)])
@@ -200,12 +263,12 @@ class ApprovalGate:
             f"{action.tool}: {verdict.verdict.value}"
             + (f" by {verdict.approver}" if verdict.approver else ""),
             approval=request,
-            action_id=action.id,
+            action_id=request.id,
             verdict=verdict.verdict.value,
         )
         return verdict
 
-    async def _until_decided(self, action: Action, deadline: datetime) -> Verdict:
+    async def _until_decided(self, approval_id: str, deadline: datetime) -> Verdict:
         while True:
             remaining = deadline - workflow.now()
             try:
@@ -213,24 +276,24 @@ class ApprovalGate:
                     raise TimeoutError
                 await workflow.wait_condition(
                     lambda: (
-                        action.id in self.decisions
+                        approval_id in self.decisions
                         or self.state.alert_resolved
                         or bool(self.unsaved)
                     ),
                     timeout=remaining,
-                    timeout_summary=f"approval of {action.id} times out (auto-deny)",
+                    timeout_summary=f"approval of {approval_id} times out (auto-deny)",
                 )
             except TimeoutError:
                 self.close(
-                    action.id, ApprovalVerdict.TIMEOUT, "timer", "timeout", "no decision in time"
+                    approval_id, ApprovalVerdict.TIMEOUT, "timer", "timeout", "no decision in time"
                 )
                 return Verdict(ApprovalVerdict.TIMEOUT, approver="timer")
             await self.save()
-            if action.id in self.decisions:
-                d = self.decisions[action.id]
+            if approval_id in self.decisions:
+                d = self.decisions[approval_id]
                 return Verdict(
                     ApprovalVerdict.APPROVED if d.approve else ApprovalVerdict.DENIED, d.approver
                 )
             if self.state.alert_resolved:
-                self.closed[action.id] = ApprovalVerdict.NOT_REQUIRED
+                self.closed[approval_id] = ApprovalVerdict.NOT_REQUIRED
                 return Verdict(ApprovalVerdict.NOT_REQUIRED)  # nothing to fix any more

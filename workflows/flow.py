@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from core import contracts
@@ -165,8 +166,11 @@ class IncidentFlow:
             final = Phase.RESOLVED
         s.closed_at = workflow.now()
         await self.set_phase(final)
-        await self.gate.save()
-        await call(contracts.RECORD_INCIDENT, s, summary="incident record", **options.internal())
+        try:
+            await self.gate.save()
+            await call(contracts.RECORD_INCIDENT, s, summary="incident record", **options.record())
+        except ActivityError as err:  # the store stayed down: Temporal keeps the full history
+            s.notes.append(f"the incident record could not be stored: {err.cause}")
         if final is not Phase.ESCALATED:
             self.notify(
                 "resolved",
@@ -180,22 +184,24 @@ class IncidentFlow:
     # --- messages ------------------------------------------------------------------------------
 
     @workflow.update
-    def decide(self, decision: ApprovalDecision) -> ApprovalRecord:
-        return self.gate.accept(decision)
+    async def decide(self, decision: ApprovalDecision) -> ApprovalRecord:
+        return await self.gate.decide(decision)
 
     @decide.validator
     def _validate_decide(self, decision: ApprovalDecision) -> None:
-        problem = self.gate.problem(decision.action_id, decision.approver)
+        problem = self.gate.problem(
+            decision.action_id, decision.approver, decision.run_id, decision.binding
+        )
         if problem:
             raise ValueError(problem)
 
     @workflow.signal
-    def approve(self, sig: ApprovalSignal) -> None:
-        self.gate.signal(sig, True)
+    async def approve(self, sig: ApprovalSignal) -> None:
+        await self.gate.signal(sig, True)
 
     @workflow.signal
-    def deny(self, sig: ApprovalSignal) -> None:
-        self.gate.signal(sig, False)
+    async def deny(self, sig: ApprovalSignal) -> None:
+        await self.gate.signal(sig, False)
 
     @workflow.signal
     def alert(self, alert: Alert) -> None:

@@ -44,6 +44,25 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollback import manual_rollback
 
 
+ESCALATE_UNREACHABLE = "escalate-unreachable"
+"""Patch: 0.2 escalates at once when no diagnostic could reach the target (0.1 went on to plan,
+apply nothing and wait out the verification timeout)."""
+
+
+def unreachable(triage: Triage, evidence: list[Evidence]) -> str:
+    """Why nothing can be done, when every diagnostic failed to reach the target (or was refused
+    its credentials); empty otherwise."""
+    cut = {ToolErrorKind.UNREACHABLE, ToolErrorKind.UNAUTHORIZED}
+    if not evidence or not all(not e.ok and e.error and e.error.kind in cut for e in evidence):
+        return ""
+    first = evidence[0].error
+    assert first is not None
+    what = "refused our credentials" if first.kind is ToolErrorKind.UNAUTHORIZED else "unreachable"
+    target = triage.target
+    name = f"{target.service} target {target.target}" if target else "the target"
+    return f"{name} {what}: {first.message}"
+
+
 @workflow.defn(name="IncidentWorkflow")
 class IncidentWorkflow(IncidentFlow):
     @workflow.run
@@ -71,6 +90,9 @@ class IncidentWorkflow(IncidentFlow):
 
         await self.set_phase(Phase.DIAGNOSE)
         self.state.evidence = await self.diagnose(triage)
+        cut_off = unreachable(triage, self.state.evidence)
+        if cut_off and workflow.patched(ESCALATE_UNREACHABLE):
+            return await self.escalate([cut_off])  # nothing can be done, nothing to verify
 
         await self.set_phase(Phase.PLAN)
         plan = await self.plan(triage)
@@ -98,8 +120,7 @@ class IncidentWorkflow(IncidentFlow):
             return self.finish(Outcome.RESOLVED if applied else Outcome.RECOVERED)
         why = f"verification failed: {result.detail}"
         if applied and self.saga:
-            await rollback(self, why)
-            return await self.escalate([why], rolled_back=True)
+            return await self.escalate([why], rolled_back=await rollback(self, why))
         await self.escalate([why])
 
     # --- steps ---------------------------------------------------------------------------------
@@ -171,8 +192,7 @@ class IncidentWorkflow(IncidentFlow):
                 return "not approved"
             if outcome.result is ChangeResult.FAILED:
                 why = f"{action.tool} failed: {outcome.error}"
-                await rollback(self, why)
-                await self.escalate([why], rolled_back=True)
+                await self.escalate([why], rolled_back=await rollback(self, why))
                 return "escalated"
         return "done"
 

@@ -62,6 +62,26 @@ def internal() -> dict[str, Any]:
     }
 
 
+RECORD_DEADLINE = timedelta(minutes=30)
+"""How long a change record is retried (a store outage) before the write it records is undone."""
+
+
+def record() -> dict[str, Any]:
+    """The change log: retried patiently until ``RECORD_DEADLINE``; a change that still cannot be
+    recorded is rolled back and escalated, never left applied and unrecorded."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=30),
+        "schedule_to_close_timeout": RECORD_DEADLINE,
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=60),
+            maximum_attempts=0,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    }
+
+
 def notify() -> dict[str, Any]:
     """Notifications are best-effort: a channel outage must never hold an incident up."""
     return {

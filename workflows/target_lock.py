@@ -127,7 +127,7 @@ class TargetLock:
         self.granted.add(request_id)
         self.woken = True
 
-    def _request(self) -> LockRequest:
+    def request(self) -> LockRequest:
         info = workflow.info()
         return LockRequest(
             target=self.target,
@@ -144,7 +144,7 @@ class TargetLock:
         self.request_id, self.target = str(workflow.uuid4()), target
         if not workflow.patched(STORE_LOCK):
             return await self._acquire_workflow_lock()
-        request = self._request()
+        request = self.request()
         deadline = workflow.now() + self.WAIT
         delay = timedelta(seconds=1)
         while True:
@@ -176,7 +176,7 @@ class TargetLock:
         if not self.request_id or not workflow.patched(STORE_LOCK):
             return bool(self.request_id)
         return await call(
-            contracts.LOCK_CHECK, self._request(), summary="lock held?", **options.internal()
+            contracts.LOCK_CHECK, self.request(), summary="lock held?", **options.internal()
         )
 
     async def release(self) -> None:
@@ -186,7 +186,7 @@ class TargetLock:
             if workflow.patched(STORE_LOCK):
                 await call(
                     contracts.LOCK_RELEASE,
-                    self._request(),
+                    self.request(),
                     summary=f"unlock {self.target}",
                     **options.internal(),
                 )
@@ -203,7 +203,7 @@ class TargetLock:
         request_id = self.request_id
         await call(
             contracts.LOCK_ACQUIRE,
-            self._request().model_copy(update={"holder_run_id": ""}),
+            self.request().model_copy(update={"holder_run_id": ""}),
             summary=f"lock {self.target}",
             **options.internal(),
         )

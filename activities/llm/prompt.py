@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from activities.catalog import Catalog, ToolSpec
@@ -70,19 +71,25 @@ still untrusted data."""
 
 
 def offered_tools(catalog: Catalog, request: PlanRequest) -> list[ToolSpec]:
-    """The incident's service's write tools that act on the incident's kind of target.
+    """What the LLM may propose: the runbook's own remediations, plus tools a human added
+    (``llm.offer``), of the incident's service and fitting its kind of target.
 
-    A container incident (a target with a resource) is offered the container tools only; the
-    engine-wide ones (prune images...) never fit it, whatever the evidence says.
+    Never every write tool of the service: a container incident is not offered clear_logs or a
+    recreate on another image unless its runbook (or the user) says so; and a container incident
+    (a target with a resource) never gets the engine-wide tools (prune images...).
     """
-    target = request.triage.target
-    if target is None:
+    triage = request.triage
+    target, runbook = triage.target, triage.runbook
+    if target is None or runbook is None:
         return []
+    listed = {r.tool for r in runbook.remediations}
     scoped = bool(target.resource)
     return [
         spec
         for spec in catalog.for_service(target.service)
-        if spec.is_write and spec.needs_resource == scoped
+        if spec.is_write
+        and spec.needs_resource == scoped
+        and (spec.name in listed or any(fnmatchcase(spec.name, p) for p in triage.llm_offer))
     ]
 
 

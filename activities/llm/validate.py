@@ -117,8 +117,10 @@ def validate_draft(
                 why = "is a read tool, not a remediation"
             elif catalog.get(proposed.tool).service != target.service:
                 why = f"is not a {target.service} tool"
-            else:
+            elif catalog.get(proposed.tool).needs_resource != bool(target.resource):
                 why = f"does not act on a target like {target}"
+            else:
+                why = "is not one of this runbook's remediations (nor in llm.offer)"
             errors.append(
                 f"{where}.tool: {proposed.tool!r} {why} (offered: {', '.join(sorted(offered))})"
             )

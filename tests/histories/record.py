@@ -36,7 +36,6 @@ from core.config import Settings
 from core.models import (
     Alert,
     AlertStatus,
-    ApprovalSignal,
     ChangeResult,
     IncidentInput,
     IncidentState,
@@ -51,6 +50,7 @@ from core.schedules import (
     ForecastInput,
     PatternReportInput,
 )
+from tests.approvals import signal as signed
 from tests.conftest import make_settings
 from tests.workflows.fakes import FakeDocker, merge
 from workers.lab.processes import free_port
@@ -185,8 +185,9 @@ async def wait_for(handle: Any, test: Callable[[IncidentState], bool]) -> Incide
 
 async def approved(client: Client, settings: Settings, parts: Components) -> Any:
     handle = await start(client, settings, "golden-approved")
-    await wait_for(handle, lambda s: s.pending_approval is not None)
-    await handle.signal("approve", ApprovalSignal(approver="alice", reason="go"))
+    state = await wait_for(handle, lambda s: s.pending_approval is not None)
+    assert state.pending_approval is not None
+    await handle.signal("approve", signed(settings, handle.id, state.pending_approval, "alice"))
     return handle
 
 
@@ -223,8 +224,9 @@ async def manual_rollback(client: Client, settings: Settings, parts: Components)
         execution_timeout=timedelta(hours=2),
         result_type=IncidentState,
     )
-    await wait_for(handle, lambda s: s.pending_approval is not None)  # docker.stop is HARD
-    await handle.signal("approve", ApprovalSignal(approver="alice", reason="undo it"))
+    state = await wait_for(handle, lambda s: s.pending_approval is not None)  # stop is HARD
+    assert state.pending_approval is not None
+    await handle.signal("approve", signed(settings, handle.id, state.pending_approval, "alice"))
     return handle
 
 

@@ -22,8 +22,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import Store
 from core.config import Settings
-from core.models import Alert, IncidentState
+from core.models import Alert, ApprovalDecision, ApprovalRecord, IncidentState
+from tests.approvals import key as approver_key
 from tests.conftest import make_settings
+from workers import operations
 from workers.docker_events import DockerEventsWatcher
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
 from workers.lab.processes import free_port
@@ -63,6 +65,16 @@ class Stack:
         response = await self.post(alertmanager_payload(alert))
         assert response.status_code == 202, response.text
         return container, f"incident-{alert['fingerprint']}"
+
+    async def decide(self, workflow_id: str, decision: ApprovalDecision) -> ApprovalRecord:
+        """As ``homelab-agents approve`` does it: signed with the approver's key."""
+        return await operations.decide(
+            self.client,
+            self.store,
+            workflow_id,
+            decision,
+            key=approver_key(self.settings, decision.approver),
+        )
 
     def handle(self, workflow_id: str) -> WorkflowHandle[Any, IncidentState]:
         return self.client.get_workflow_handle_for(IncidentWorkflow.run, workflow_id)
@@ -114,7 +126,8 @@ def stack_settings(
         f"tq-{uuid.uuid4().hex[:10]}",
         temporal={"address": target_host(env), "state_dir": str(tmp / "state")},
         intake=intake,
-        docker=[{"name": "lab", "url": engine.url, "timeout": 30}] if engine else [],
+        docker=overrides.pop("docker", None)
+        or ([{"name": "lab", "url": engine.url, "timeout": 30}] if engine else []),
         approval=approval,
         worker={"metrics_port": 0},
         **overrides,

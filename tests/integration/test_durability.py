@@ -31,7 +31,6 @@ from tests.integration.stack import (
 )
 from workers.lab.dockerd import DockerEngine
 from workers.lab.processes import free_port
-from workers.operations import decide
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.prefix) / "bin" / "homelab-agents")
@@ -106,9 +105,7 @@ async def test_worker_killed_while_waiting_and_between_activities(
             kill9(worker)  # while the incident waits for a human
             worker = spawn_worker(config, log)
             record = await asyncio.wait_for(
-                decide(
-                    stack.client,
-                    stack.store,
+                stack.decide(
                     wid,
                     ApprovalDecision(approve=True, approver="alice", via="cli"),
                 ),

@@ -153,7 +153,7 @@ async def test_critical_container_waits_for_cli_style_approval(
     dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path
 ) -> None:
     from core.models import ApprovalDecision
-    from workers.operations import OperationError, decide
+    from workers.operations import OperationError
 
     name = f"postgres-{uuid.uuid4().hex[:6]}"
     async with running_stack(
@@ -169,23 +169,17 @@ async def test_critical_container_waits_for_cli_style_approval(
         assert container.status == "exited"  # nothing ran before the approval
 
         with pytest.raises(OperationError, match="not an approver"):
-            await decide(
-                stack.client,
-                stack.store,
+            await stack.decide(
                 wid,
                 ApprovalDecision(approve=True, approver="mallory", via="cli"),
             )
-        record = await decide(
-            stack.client,
-            stack.store,
+        record = await stack.decide(
             wid,
             ApprovalDecision(approve=True, approver="alice", via="cli"),
         )
         assert record.verdict is ApprovalVerdict.APPROVED
         with pytest.raises(OperationError, match="already decided"):
-            await decide(
-                stack.client,
-                stack.store,
+            await stack.decide(
                 wid,
                 ApprovalDecision(approve=False, approver="alice", via="cli"),
             )
@@ -255,3 +249,20 @@ async def test_high_memory_usage_raises_the_limit_in_place(
         assert state.evidence[1].data["memory_percent"] >= 80
         assert state.outcome is Outcome.RESOLVED, state.notes
         assert state.verification is not None and state.verification.passed
+
+
+async def test_an_unreachable_engine_escalates_at_once(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    """It once sat in Verify for the whole 60 s verification timeout, having done nothing."""
+    gone = {"name": "gone", "url": f"unix://{tmp_path}/no-docker.sock", "timeout": 2}
+    async with running_stack(dev_env, docker_engine, tmp_path, docker=[gone]) as stack:
+        alert = am_alert("ContainerKilled", "web", engine="gone")
+        started = time.monotonic()
+        assert (await stack.post(alertmanager_payload(alert))).status_code == 202
+        state = await stack.result(f"incident-{alert['fingerprint']}", timeout=60)
+        took = time.monotonic() - started
+    assert state.outcome is Outcome.ESCALATED and state.actions == []
+    assert state.verification is None  # never waited in Verify
+    assert any("docker target gone unreachable" in n for n in state.notes), state.notes
+    assert took < 30, f"took {took:.1f}s"

@@ -29,7 +29,6 @@ from tests.integration.pg_helpers import (
 from tests.integration.stack import alertmanager_payload, running_stack
 from workers.lab.dockerd import DockerEngine
 from workers.lab.postgres import Postgres
-from workers.operations import decide
 
 pytestmark = pytest.mark.integration
 
@@ -153,9 +152,7 @@ async def test_lock_blocking_on_a_critical_database_waits_for_approval(
             assert backend_exists(lab, scene.blocker_pid)
             assert is_waiting_on_lock(lab, scene.victim.pid)
 
-            record = await decide(
-                stack.client,
-                stack.store,
+            record = await stack.decide(
                 wid,
                 ApprovalDecision(approve=True, approver="alice", via="cli"),
             )

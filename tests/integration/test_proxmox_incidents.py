@@ -17,7 +17,6 @@ from tests.fakes.pve import MIB
 from tests.integration.proxmox_lab import Lab, proxmox_lab
 from tests.integration.stack import alertmanager_payload, running_stack
 from workers.lab.dockerd import DockerEngine
-from workers.operations import decide
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +77,7 @@ async def test_critical_container_under_memory_pressure_waits_then_snapshot_and_
         assert request.rollback_plan.startswith("proxmox.snapshot_rollback")
         assert guest.config["memory"] == 512 and not guest.snapshots  # nothing before approval
 
-        record = await decide(
-            stack.client,
-            stack.store,
+        record = await stack.decide(
             wid,
             ApprovalDecision(approve=True, approver="alice", via="cli"),
         )
@@ -121,12 +118,23 @@ async def test_failed_verification_rolls_back_to_the_safety_snapshot(
         wid = f"incident-{alert['fingerprint']}"
         snapshot = f"ha-{alert['fingerprint']}"
         await stack.wait_state(wid, lambda s: s.pending_approval is not None)
-        await decide(
-            stack.client,
-            stack.store,
+        await stack.decide(
             wid,
             ApprovalDecision(approve=True, approver="alice", via="cli"),
         )
+        # Rolling back to the snapshot discards data (HARD, critical guest): the undo is asked
+        # for too, like any write, instead of running unchecked.
+        undo = await stack.wait_state(
+            wid,
+            lambda s: (
+                s.pending_approval is not None
+                and s.pending_approval.action.tool == "proxmox.snapshot_rollback"
+            ),
+            timeout=60,
+        )
+        assert undo.pending_approval is not None
+        assert any("undoing a change" in r for r in undo.pending_approval.reasons)
+        await stack.decide(wid, ApprovalDecision(approve=True, approver="alice", via="cli"))
         state = await stack.result(wid, timeout=120)
 
         assert state.outcome is Outcome.ROLLED_BACK and state.phase is Phase.ESCALATED
@@ -145,6 +153,43 @@ async def test_failed_verification_rolls_back_to_the_safety_snapshot(
         assert state.rollbacks and state.rollbacks[0].startswith(
             "proxmox.snapshot_rollback on proxmox:pve/lxc/201: applied"
         )
+
+
+async def test_a_denied_rollback_is_not_run_and_the_incident_says_so(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path, lab: Lab
+) -> None:
+    guest = lab.pve.guests[201]
+    guest.leak = 0.95
+    async with running_stack(
+        dev_env,
+        docker_engine,
+        tmp_path,
+        proxmox=proxmox(lab),
+        approval={"critical": ["proxmox:*/lxc/201"]},
+    ) as stack:
+        alert = pve_alert("PveHighMemoryUsage", "lxc/201")
+        await stack.post(alertmanager_payload(alert))
+        wid = f"incident-{alert['fingerprint']}"
+        await stack.wait_state(wid, lambda s: s.pending_approval is not None)
+        await stack.decide(wid, ApprovalDecision(approve=True, approver="alice"))
+        await stack.wait_state(
+            wid,
+            lambda s: (
+                s.pending_approval is not None
+                and s.pending_approval.action.tool == "proxmox.snapshot_rollback"
+            ),
+            timeout=60,
+        )
+        await stack.decide(wid, ApprovalDecision(approve=False, approver="alice"))
+        state = await stack.result(wid, timeout=120)
+
+    assert state.outcome is Outcome.ESCALATED  # not rolled back: a human said no
+    assert guest.config["memory"] != 512  # the raise stays; nothing was discarded
+    results = [(c.step, c.action, c.result) for c in stack.store.list_changes(wid)]
+    assert results == [
+        ("remediate", "proxmox.update_resources", ChangeResult.APPLIED),
+        ("rollback", "proxmox.snapshot_rollback", ChangeResult.DENIED),
+    ]
 
 
 async def test_normal_container_gets_memory_without_approval_or_snapshot(
@@ -221,7 +266,8 @@ async def test_wrong_token_escalates_with_a_clear_error_and_no_retries(
         assert {e.error.kind.value for e in failures if e.error} == {"unauthorized"}
         assert all("invalid token value!" in e.error.message for e in failures if e.error)
         assert "revoked-secret" not in str(state.model_dump())
-        # one request per diagnostic, one for the verification check, which then gives up
+        # the triage's name lookup and one request per diagnostic; then it escalates at once
         assert lab.pve.count(status=401) == lab.pve.count() == 5
-        assert state.verification is not None and "gave up early" in state.verification.detail
+        assert state.verification is None
+        assert any("refused our credentials" in n for n in state.notes)
         assert stack.store.list_changes(state.workflow_id) == []

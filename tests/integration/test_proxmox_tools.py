@@ -669,3 +669,22 @@ def test_pct_processes_are_real(lab: Lab) -> None:
     unit = pct.Unit(lab.state, "200", "demo")
     pid = unit.pid
     assert pid and _alive(pid) and os.getpgid(pid) == pid  # its own session, a real process
+
+
+async def test_every_name_of_a_guest_is_one_target(tools: Tools, lab: Lab) -> None:
+    """`100`, `0100` and `lxc/100` once escaped critical patterns, the lock and the write limit."""
+    names = {}
+    for alias in ("200", "0200", "lxc/200", "/lxc/200/"):
+        ref = TargetRef(service="proxmox", target="pve", resource=alias)
+        canonical, note = await tools.runner.canonical(ref)
+        names[alias] = canonical.resource
+        assert note == "" if alias == "lxc/200" else "its one name" in note
+    assert set(names.values()) == {"lxc/200"}
+    node, _ = await tools.runner.canonical(
+        TargetRef(service="proxmox", target="pve", resource="node/pve1/")
+    )
+    assert node.resource == "node/pve1"
+    unknown, why = await tools.runner.canonical(
+        TargetRef(service="proxmox", target="pve", resource="9999")
+    )
+    assert unknown.resource == "9999" and "kept as named" in why

@@ -21,7 +21,6 @@ from tests.integration.stack import (
     wait_exited,
 )
 from workers.lab.dockerd import DockerEngine
-from workers.operations import decide
 from workers.worker import WORKFLOWS
 
 pytestmark = pytest.mark.integration
@@ -41,9 +40,7 @@ async def test_incident_histories_replay(
             await stack.post(alertmanager_payload(alert))
             ids.append(f"incident-{alert['fingerprint']}")
         await stack.wait_state(ids[1], lambda s: s.pending_approval is not None)
-        await decide(
-            stack.client,
-            stack.store,
+        await stack.decide(
             ids[1],
             ApprovalDecision(approve=True, approver="alice", via="cli"),
         )

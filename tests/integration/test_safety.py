@@ -14,7 +14,8 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from core.models import ApprovalDecision, ApprovalSignal, ChangeResult, Outcome, Phase
+from core.models import ApprovalDecision, ChangeResult, Outcome, Phase
+from tests.approvals import signal as signed
 from tests.integration.stack import (
     CRASH_ONCE,
     alertmanager_payload,
@@ -26,7 +27,7 @@ from tests.integration.stack import (
     wait_exited,
 )
 from workers.lab.dockerd import DockerEngine
-from workers.operations import decide, set_paused, start_rollback
+from workers.operations import set_paused, start_rollback
 from workflows.incident import IncidentWorkflow
 
 pytestmark = pytest.mark.integration
@@ -91,7 +92,8 @@ async def test_failed_verification_restores_limits_and_escalates(
         undo = [r for r in records if r.rollback_of]
         assert [r.action for r in forward] == ["docker.update_resources", "docker.start"]
         assert [(r.action, r.result) for r in undo] == [
-            ("docker.stop", ChangeResult.APPLIED),
+            # exited again before the undo: a stop would change nothing, so it is not run
+            ("docker.stop", ChangeResult.SKIPPED),
             ("docker.update_resources", ChangeResult.APPLIED),
         ]
         by_id = {r.change_id: r for r in records}
@@ -111,9 +113,7 @@ async def test_kill_switch_holds_an_approved_write_until_resume(
         await stack.wait_state(wid, lambda s: s.pending_approval is not None)
         told = await set_paused(stack.client, stack.store, True, "cli:alice", "maintenance window")
         assert told >= 1
-        await decide(
-            stack.client,
-            stack.store,
+        await stack.decide(
             wid,
             ApprovalDecision(approve=True, approver="alice", via="cli"),
         )
@@ -173,8 +173,10 @@ async def test_reset_rerun_asks_for_approval_again(
         dev_env, docker_engine, tmp_path, approval={"critical": ["docker:*/postgres*"]}
     ) as stack:
         container, wid = await stack.crash_and_alert(name)
-        await stack.wait_state(wid, lambda s: s.pending_approval is not None)
-        await stack.handle(wid).signal(IncidentWorkflow.approve, ApprovalSignal(approver="alice"))
+        first = await stack.wait_state(wid, lambda s: s.pending_approval is not None)
+        assert first.pending_approval is not None
+        old_run_approval = signed(stack.settings, wid, first.pending_approval, "alice")
+        await stack.handle(wid).signal(IncidentWorkflow.approve, old_run_approval)
         assert (await stack.result(wid)).outcome is Outcome.RESOLVED
 
         container.kill()  # the fault comes back; rerun the incident
@@ -202,9 +204,16 @@ async def test_reset_rerun_asks_for_approval_again(
         )
         rerun = await stack.wait_state(wid, lambda s: s.pending_approval is not None, timeout=60)
         assert rerun.approvals == []  # the old approval was not reused
+        assert rerun.pending_approval is not None
+        # The first run's signed approval, sent again: bound to that run, it decides nothing here.
+        await stack.handle(wid).signal(IncidentWorkflow.approve, old_run_approval)
+        refused = await stack.wait_state(wid, lambda s: bool(s.approvals), timeout=30)
+        assert not refused.approvals[0].accepted and "run" in refused.approvals[0].reason
         container.reload()
         assert container.status == "exited"
-        await stack.handle(wid).signal(IncidentWorkflow.approve, ApprovalSignal(approver="alice"))
+        await stack.handle(wid).signal(
+            IncidentWorkflow.approve, signed(stack.settings, wid, rerun.pending_approval, "alice")
+        )
         assert (await stack.result(wid)).outcome is Outcome.RESOLVED
         container.reload()
         assert container.status == "running"
@@ -261,3 +270,30 @@ async def test_manual_rollback_is_gated_recorded_and_once_only(
             next(c for c in listed if c["change_id"] == resize.change_id)["rolled_back_by"]
             == undo.change_id
         )
+
+
+async def test_a_second_name_for_a_container_is_the_same_target(
+    dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    """An alert naming the container by an id prefix once escaped `docker:*/db-*` (critical):
+    triage resolves it to the container's name, so the policy, the lock and the limit see one
+    target."""
+    name = f"db-{uuid.uuid4().hex[:6]}"
+    async with running_stack(
+        dev_env, docker_engine, tmp_path, approval={"critical": ["docker:*/db-*"]}
+    ) as stack:
+        container = run_container(stack.docker(), name, CRASH_ONCE)
+        wait_exited(container)
+        alert = am_alert("ContainerKilled", container.id[:7])
+        assert (await stack.post(alertmanager_payload(alert))).status_code == 202
+        wid = f"incident-{alert['fingerprint']}"
+        state = await stack.wait_state(wid, lambda s: s.pending_approval is not None)
+        assert state.triage is not None and str(state.triage.target) == f"docker:lab/{name}"
+        assert any("its one name" in note for note in state.notes)
+        assert state.pending_approval is not None
+        assert state.pending_approval.level.value == "HARD"  # the critical pattern applied
+        await stack.decide(wid, ApprovalDecision(approve=False, approver="alice"))
+        final = await stack.result(wid)
+    assert final.actions[0].result is ChangeResult.DENIED
+    (change,) = stack.store.list_changes(wid)
+    assert change.target == f"docker:lab/{name}"

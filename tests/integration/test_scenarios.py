@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from activities.store import Store
+from approval import signing
 from core.config import load_settings
 from workers.demo import bring_up
 from workers.lab.lab import Lab, LabState
@@ -45,7 +46,9 @@ async def test_ci_scenario(lab: LabState, name: str) -> None:
     store = Store(settings.store_url)
     hands = LabHands(lab)
     try:
-        result = await run_scenario(scenario, hands, client, store)
+        result = await run_scenario(
+            scenario, hands, client, store, key=signing.key_for(settings.keys_dir, "you")
+        )
     finally:
         hands.close()
         store.close()

@@ -30,7 +30,6 @@ from tests.integration.stack import (
 )
 from workers.lab.dockerd import DockerEngine
 from workers.lab.processes import free_port
-from workers.operations import decide
 from workers.telegram import serve_bot
 from workflows.incident import IncidentWorkflow
 
@@ -171,7 +170,10 @@ async def test_approve_button_runs_the_real_action_and_edits_the_message(
             (ChangeResult.APPLIED, "telegram:111")
         ]
         accepted = [r for r in stack.store.list_approvals(wid) if r["accepted"]]
-        assert [(r["approver"], r["via"]) for r in accepted] == [("telegram:111", "telegram")]
+        # proven by the bot's signature for the user it authenticated
+        assert [(r["approver"], r["via"]) for r in accepted] == [
+            ("telegram:111", "signed:telegram-bot")
+        ]
 
         edited = fake.message(CHAT, message["message_id"])
         assert "✅ Approved by Alice (telegram:111)" in edited["text"]
@@ -293,9 +295,7 @@ async def test_telegram_outage_never_blocks_an_incident_cli_still_decides(
     async with tg_stack(dev_env, docker_engine, tmp_path, fake, bot=False) as stack:
         container, wid = await critical_incident(stack)
         await stack.wait_state(wid, lambda s: s.pending_approval is not None, timeout=60)
-        record = await decide(
-            stack.client,
-            stack.store,
+        record = await stack.decide(
             wid,
             ApprovalDecision(approve=True, approver="alice", via="cli"),
         )
@@ -376,7 +376,7 @@ async def test_commands_pause_resume_approve_deny_and_refusals(
         )
         assert await command(fake, ALICE, f"/deny {wid_d}") == f"❌ Denied action a1 of {wid_d}"
         again = await command(fake, ALICE, f"/deny {wid_d}")
-        assert "already decided" in again or "no action is waiting for approval" in again
+        assert "already decided" in again
         assert "usage: /approve ID [ACTION]" in await command(fake, ALICE, "/approve")
         assert "Unknown command /frobnicate" in await command(fake, ALICE, "/frobnicate")
         state_a, state_d = await stack.result(wid_a), await stack.result(wid_d)

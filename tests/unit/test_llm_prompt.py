@@ -44,6 +44,7 @@ def request(
     severity: str = "warning",
     evidence_ok: bool = True,
     annotations: dict[str, str] | None = None,
+    offer: tuple[str, ...] = ("docker.restart", "docker.stop"),
 ) -> PlanRequest:
     alert = Alert(
         name="ContainerKilled",
@@ -63,6 +64,7 @@ def request(
         runbook=rb,
         approval_timeout=timedelta(minutes=5),
         approvers=["alice"],
+        llm_offer=list(offer),
     )
     inspect = Evidence(
         key="inspect",
@@ -164,14 +166,21 @@ def test_truncate_is_exact_below_the_limit() -> None:
     assert len(cut) <= 200 and cut.endswith("END") and "omitted" in cut
 
 
-def test_only_the_incident_services_fitting_write_tools_are_offered() -> None:
-    names = [s.name for s in offered_tools(CATALOG, request())]
+def test_only_the_runbooks_remediations_and_the_users_additions_are_offered() -> None:
+    """Once every write of the service was offered (clear_logs, recreate on any image...)."""
+    bare = [s.name for s in offered_tools(CATALOG, request(offer=()))]
+    assert bare == ["docker.start"]  # what docker-container-exited lists, nothing else
+    refused, errors = validate(plan_json(tool="docker.recreate", params={"image": "evil"}))
+    assert refused is None and any("is not one of this runbook's remediations" in e for e in errors)
+    names = [
+        s.name for s in offered_tools(CATALOG, request(offer=("docker.restart", "docker.pr*")))
+    ]
     assert "docker.start" in names and "docker.restart" in names
     assert "docker.prune_unused_images" not in names and "docker.prune_images" not in names
     assert "docker.inspect" not in names  # read tools are not remediations
     system = build_messages(request(), CATALOG, 6000)[0]["content"]
     assert '"docker.start"' in system and "prune_unused_images" not in system
-    assert '"memory_swap"' in system  # JSON schemas of the params are included
+    assert '"stop timeout' in system.lower() or '"timeout"' in system  # params' JSON schemas
 
 
 def test_repair_round_carries_the_errors_and_the_rejected_answer() -> None:

@@ -27,6 +27,7 @@ from core.models import (
     Phase,
     RiskLevel,
 )
+from tests.approvals import signal as signed
 from tests.workflows.fakes import FakeDocker, merge
 from workers.worker import WORKFLOWS, activities_for, build_components
 from workflows.incident import IncidentWorkflow
@@ -130,7 +131,11 @@ async def test_approve_signal_before_timeout_runs_the_action(
         assert pending.phase is Phase.AWAITING_APPROVAL
         assert "start container web" in pending.pending_approval.preview  # type: ignore[union-attr]
         await ts_env.sleep(timedelta(minutes=4))
-        await handle.signal(IncidentWorkflow.approve, ApprovalSignal(approver="alice", reason="go"))
+        request = pending.pending_approval
+        assert request is not None
+        await handle.signal(
+            IncidentWorkflow.approve, signed(settings, handle.id, request, "alice", reason="go")
+        )
         state = await handle.result()
 
     assert len(fake.writes) == 1 and fake.writes[0].tool == "docker.start"
@@ -147,8 +152,12 @@ async def test_deny_stops_and_escalates(ts_env: WorkflowEnvironment, settings_fa
     fake = FakeDocker(running=False)
     async with running(ts_env, settings, fake):
         handle = await start(ts_env, settings, exited_alert())
-        await wait_pending(handle)
-        await handle.signal(IncidentWorkflow.deny, ApprovalSignal(approver="alice"))
+        pending = await wait_pending(handle)
+        assert pending.pending_approval is not None
+        await handle.signal(
+            IncidentWorkflow.deny,
+            signed(settings, handle.id, pending.pending_approval, "alice", approve=False),
+        )
         state = await handle.result()
     assert fake.writes == []
     assert state.actions[0].result is ChangeResult.DENIED

@@ -164,3 +164,44 @@ async def test_cancelled_incident_compensates_releases_and_records(
         ("docker.start", ChangeResult.APPLIED),
         ("docker.stop", ChangeResult.APPLIED),
     ]
+
+
+class StoreDown(SlowToVerify):
+    """The change log refuses every record (a store outage that does not end in time)."""
+
+    def __init__(self) -> None:
+        super().__init__(passes=True)
+        self.record_attempts = 0
+
+    def activities(self) -> list[Any]:
+        fake = self
+
+        @activity.defn(name="changes.record")
+        async def record(change: Any) -> bool:
+            fake.record_attempts += 1
+            raise RuntimeError("could not connect to server: Connection refused")
+
+        @activity.defn(name="incidents.record")
+        async def record_incident(state: Any) -> None:
+            raise RuntimeError("could not connect to server: Connection refused")
+
+        return merge(super().activities(), [record, record_incident])
+
+
+async def test_a_write_the_store_cannot_record_is_undone_and_escalated(
+    ts_env: WorkflowEnvironment, settings_factory: Any
+) -> None:
+    settings = lab(settings_factory)
+    fake = StoreDown()
+    async with running(ts_env, settings, fake):
+        handle = await start(ts_env, settings)
+        state = await handle.result()
+    # The write ran, its record was retried until the deadline (skipped time), then undone.
+    assert [w.tool for w in fake.writes] == ["docker.start", "docker.stop"]
+    assert fake.record_attempts > 10
+    assert state.outcome is Outcome.ESCALATED and state.phase is Phase.ESCALATED
+    (start_outcome,) = state.actions
+    assert start_outcome.result is ChangeResult.FAILED
+    assert "could not record it" in start_outcome.error and "rolled back" in start_outcome.error
+    assert any("docker.stop" in r for r in state.rollbacks)
+    assert any("incident record could not be stored" in n for n in state.notes)

@@ -85,7 +85,8 @@ def settings_with(settings_factory: Any, providers: list[dict[str, Any]], **llm:
     return settings_factory(
         docker=[{"name": "lab", "url": "unix:///nonexistent.sock"}],
         approval={"approvers": ["alice"]},
-        llm={"providers": providers, **llm},
+        # The runbook offers docker.start; the user lets the LLM also propose these two.
+        llm={"providers": providers, "offer": ["docker.restart", "docker.stop"], **llm},
     )
 
 

@@ -23,6 +23,7 @@ import psycopg
 import yaml
 from pydantic import BaseModel, Field
 
+from approval import signing
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
 from workers.lab.monitoring import (
     Alertmanager,
@@ -303,6 +304,7 @@ class Lab:
 
     def write_agents_config(self, state: LabState, token: Path, runbooks: Path) -> Path:
         ports = state.ports
+        signing.ensure_key(self.root / "agents" / "keys", "you")  # the lab's approver signs
         config: dict[str, Any] = {
             "temporal": {
                 "port": ports["temporal"],

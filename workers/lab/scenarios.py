@@ -417,7 +417,12 @@ async def find_incidents(
 
 
 async def run_scenario(
-    scenario: Scenario, hands: LabHands, client: Client, store: Store, approver: str = "you"
+    scenario: Scenario,
+    hands: LabHands,
+    client: Client,
+    store: Store,
+    approver: str = "you",
+    key: str | None = None,
 ) -> ScenarioResult:
     """Inject, follow the incident, act as the human the scenario describes, check the real state."""
     started = time.monotonic()
@@ -444,6 +449,7 @@ async def run_scenario(
                 client,
                 store,
                 approver,
+                key,
                 timeout,
             )
             for wid in ids
@@ -495,6 +501,7 @@ async def _follow(
     client: Client,
     store: Store,
     approver: str,
+    key: str | None,
     within: float,
 ) -> IncidentState:
     """Poll the incident; answer its approval request the way the scenario's human would."""
@@ -513,7 +520,7 @@ async def _follow(
             decision = ApprovalDecision(
                 approve=scenario.decide == "approve", approver=approver, via="cli"
             )
-            await decide(client, store, state.workflow_id, decision)
+            await decide(client, store, state.workflow_id, decision, key=key)
         if state.closed_at is not None:
             final: IncidentState = await asyncio.wait_for(handle.result(), 30)
             asked = {ApprovalVerdict.APPROVED, ApprovalVerdict.DENIED, ApprovalVerdict.TIMEOUT}

@@ -75,6 +75,11 @@ def probe(target: DockerTarget) -> str:
 TOOLSET.probe = probe
 
 
+def canonical(ctx: ToolContext[Any]) -> str:
+    """A container's name, whether the alert named it by name, id or id prefix."""
+    return str(container_for(ctx).attrs.get("Name", "")).lstrip("/") or ctx.ref.resource
+
+
 def client_for(ctx: ToolContext[Any]) -> docker.DockerClient:
     return ctx.clients.client("docker", ctx.ref.target, make_client)
 
@@ -141,3 +146,6 @@ def describe_container(c: Container) -> dict[str, Any]:
         "log_path": attrs.get("LogPath", ""),
         "labels": config.get("Labels") or {},
     }
+
+
+TOOLSET.canonical = canonical

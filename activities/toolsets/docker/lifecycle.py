@@ -223,6 +223,23 @@ def planned_limits(params: ResourceParams, before: dict[str, Any]) -> dict[str, 
     return after
 
 
+def _shrinks(ctx: ToolContext[ResourceParams], before: dict[str, Any]) -> list[str]:
+    """A lower limit than the container runs with now starves it: a human decides."""
+    after = planned_limits(ctx.params, before)
+    risks = []
+    for key, label, show in (
+        ("memory", "memory", mib),
+        ("memory_swap", "memory-swap", mib),
+        ("nano_cpus", "cpus", lambda v: f"{v / 1e9:g}"),
+        ("cpu_shares", "cpu-shares", str),
+    ):
+        old, new = before.get(key) or 0, after.get(key) or 0
+        if new and (not old or new < old):
+            was = show(old) if old else "unlimited"
+            risks.append(f"lowers {label} of {ctx.where()}: {was} → {show(new)}")
+    return risks
+
+
 def _limits_preview(ctx: ToolContext[ResourceParams], before: dict[str, Any]) -> str:
     after = planned_limits(ctx.params, before)
     parts = []
@@ -274,6 +291,7 @@ def _limits_compensation(
     preview=_limits_preview,
     compensate=_limits_compensation,
     is_noop=lambda ctx, b: planned_limits(ctx.params, b) == b,
+    risks=_shrinks,
 )
 def update_resources(ctx: ToolContext[ResourceParams]) -> dict[str, Any]:
     container = container_for(ctx)

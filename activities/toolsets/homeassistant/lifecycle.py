@@ -103,6 +103,11 @@ def _reload_noop(ctx: ToolContext[ReloadParams], b: dict[str, Any]) -> bool:
     reversibility=Reversibility.STATELESS,
     capture=capture_reload,
     preview=_reload_preview,
+    facts=lambda ctx, b: {
+        "integration": b["integration"],
+        "how": b["how"],
+        "entries": b["entries"],
+    },
     is_noop=_reload_noop,
     needs_resource=False,
 )
@@ -197,6 +202,11 @@ async def _wait_back(ctx: ToolContext[Any], before: dict[str, Any], limit: float
     level=RiskLevel.HARD,
     reversibility=Reversibility.STATELESS,
     capture=capture_restart,
+    facts=lambda ctx, b: {
+        "version": b["version"],
+        "state": b["state"],
+        "config_check": b["config_check"],
+    },
     preview=lambda ctx, b: (
         f"restart Home Assistant {b['version']} at {target_of(ctx).url} (now {b['state']}, "
         f"{b['unavailable']} entities unavailable; config check {b['config_check']}"

@@ -83,6 +83,12 @@ def _xact_gone(ctx: ToolContext[SignalParams], before: dict[str, Any]) -> bool:
     return wanted is not None and before.get("xact_start") != wanted
 
 
+def _session_facts(s: dict[str, Any]) -> dict[str, Any]:
+    """Which session and which query/transaction: what an approval is about (not its age)."""
+    keys = ("pid", "user", "database", "application", "backend_start", "query_start", "xact_start")
+    return {k: s.get(k) for k in keys} | {"gone": bool(s.get("gone")), "state": s.get("state")}
+
+
 def _gone_note(before: dict[str, Any]) -> str:
     return f"no-op: pid {before['pid']} no longer exists (the session ended before this step)"
 
@@ -158,6 +164,7 @@ async def _still_there(ctx: ToolContext[Any], s: dict[str, Any]) -> dict[str, An
         f"{session_brief(b)} running for {b['query_seconds'] or 0:.0f}s"
     ),
     is_noop=lambda ctx, b: b["state"] != "active" or _xact_gone(ctx, b),
+    facts=lambda ctx, b: _session_facts(b),
     needs_resource=False,
 )
 async def cancel_query(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
@@ -219,6 +226,7 @@ async def cancel_query(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
         + (f" [REFUSED: {b['protected']}]" if b["protected"] else "")
     ),
     is_noop=_xact_gone,
+    facts=lambda ctx, b: _session_facts(b),
     needs_resource=False,
 )
 async def terminate_backend(ctx: ToolContext[SignalParams]) -> dict[str, Any]:
@@ -321,6 +329,7 @@ async def _terminate_each(
     level=RiskLevel.SOFT,
     reversibility=Reversibility.IRREVERSIBLE,
     capture=capture_idle,
+    facts=lambda ctx, b: [_session_facts(s) for s in b["sessions"]],
     preview=lambda ctx, b: _eligible_preview(
         ctx, b, f"session(s) idle in transaction ≥ {b['older_than_seconds']:g}s"
     ),
@@ -377,6 +386,7 @@ async def capture_db_sessions(ctx: ToolContext[DatabaseSessionsParams]) -> dict[
     level=RiskLevel.HARD,
     reversibility=Reversibility.IRREVERSIBLE,
     capture=capture_db_sessions,
+    facts=lambda ctx, b: [_session_facts(s) for s in b["sessions"]],
     preview=lambda ctx, b: _eligible_preview(
         ctx,
         b,

@@ -178,6 +178,22 @@ def find_guest(ctx: ToolContext[Any]) -> Guest:
     )
 
 
+def canonical(ctx: ToolContext[Any]) -> str:
+    """The exporter's id form: ``lxc/100``/``qemu/100`` for a guest however it was named (``100``,
+    ``0100``), ``node/pve1``, ``storage/pve1/local``."""
+    res = parse_resource(ctx.ref.resource)
+    if res.kind in ("guest", "lxc", "qemu"):
+        guest = find_guest(ctx)
+        return f"{guest.type}/{guest.vmid}"
+    if res.kind == "node":
+        return f"node/{res.node}"
+    if res.kind == "storage":
+        return f"storage/{res.node}/{res.storage}"
+    if res.kind == "cluster":
+        return f"cluster/{res.name}"
+    return ctx.ref.resource
+
+
 def node_of(ctx: ToolContext[Any]) -> str:
     """The node a resource lives on (a guest's node, a storage's node, or the node itself)."""
     res = parse_resource(ctx.ref.resource)
@@ -237,3 +253,6 @@ def cluster_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "nodes": nodes,
         "offline": [n["name"] for n in nodes if not n["online"]],
     }
+
+
+TOOLSET.canonical = canonical

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.catalog import ToolContext, ToolFailure
 from activities.toolsets.commands import CommandResult, known_hosts_file, run_ssh
@@ -26,13 +26,32 @@ class ServiceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,200}$",
-        description="systemd unit (nginx or nginx.service)",
+        description="a service unit (nginx or nginx.service); never a target, socket or timer "
+        "(restarting poweroff.target would power the guest off)",
     )
+
+    @field_validator("service")
+    @classmethod
+    def _a_service(cls, name: str) -> str:
+        other = (
+            ".target",
+            ".socket",
+            ".timer",
+            ".path",
+            ".mount",
+            ".automount",
+            ".swap",
+            ".slice",
+            ".scope",
+            ".device",
+        )
+        if name.endswith(other):
+            raise ValueError(f"{name!r} is not a service unit: only services are restarted")
+        return name
 
     @property
     def unit(self) -> str:
-        known = (".service", ".socket", ".timer", ".target", ".path", ".mount")
-        return self.service if self.service.endswith(known) else f"{self.service}.service"
+        return self.service if self.service.endswith(".service") else f"{self.service}.service"
 
 
 class RestartServiceParams(ServiceParams):

@@ -150,6 +150,35 @@ def capture_resources(ctx: ToolContext[ResourceParams]) -> dict[str, Any]:
     return before
 
 
+def _resources_facts(ctx: ToolContext[ResourceParams], before: dict[str, Any]) -> dict[str, Any]:
+    """What changes on which guest (not the node's free memory, which moves by the second)."""
+    keys = ("memory_mib", "swap_mib", "cores")
+    return {
+        "guest": guest_location(before),
+        "before": {k: before[k] for k in keys},
+        "after": planned_resources(ctx.params, before),
+    }
+
+
+def _resources_shrink(ctx: ToolContext[ResourceParams], before: dict[str, Any]) -> list[str]:
+    """Fewer cores or less memory than the guest runs with now: a human decides."""
+    after = planned_resources(ctx.params, before)
+    risks = []
+    for key, label in (
+        ("memory_mib", "memory (MiB)"),
+        ("swap_mib", "swap (MiB)"),
+        ("cores", "cores"),
+    ):
+        old, new = before[key], after[key]
+        if key == "cores" and (new == 0 or new == old):
+            continue  # 0 removes a container's limit: more, not less
+        if new < old or (key == "cores" and old == 0 and new):
+            risks.append(
+                f"lowers {label} of {guest_location(before)}: {old or 'unlimited'} → {new}"
+            )
+    return risks
+
+
 def _resources_preview(ctx: ToolContext[ResourceParams], before: dict[str, Any]) -> str:
     after = planned_resources(ctx.params, before)
     parts = []
@@ -198,6 +227,8 @@ def _resources_compensation(
     preview=_resources_preview,
     compensate=_resources_compensation,
     is_noop=lambda ctx, b: not _resources_changed(ctx.params, b),
+    facts=_resources_facts,
+    risks=_resources_shrink,
     timeout=timedelta(minutes=12),
 )
 def update_resources(ctx: ToolContext[ResourceParams]) -> dict[str, Any]:

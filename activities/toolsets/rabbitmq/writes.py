@@ -32,6 +32,7 @@ def _purge_path(ctx: ToolContext[Any]) -> str:
     level=RiskLevel.HARD,
     reversibility=Reversibility.IRREVERSIBLE,
     capture=capture_queue,
+    facts=lambda ctx, b: {"queue": b["name"], "empty": not b["messages_ready"]},
     preview=lambda ctx, b: (
         f"no-op: queue {b['name']} on {place(ctx)} has no ready messages"
         if not b["messages_ready"]

@@ -66,6 +66,7 @@ async def _wait_saved(ctx: ToolContext[Any], since: int, within: float) -> dict[
     reversibility=Reversibility.STATELESS,
     capture=capture_persistence,
     preview=_bgsave_preview,
+    facts=lambda ctx, b: {"last_save": b["rdb_last_save_time"]},
     is_noop=lambda ctx, b: bool(b["rdb_bgsave_in_progress"]),
     needs_resource=False,
     timeout=timedelta(minutes=10),

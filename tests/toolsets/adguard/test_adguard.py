@@ -24,7 +24,6 @@ from tests.fakes.adguard import FakeAdGuard
 from tests.integration.stack import alertmanager_payload
 from tests.toolsets.adguard.conftest import PASSWORD, USER, agh_target
 from tests.toolsets.harness import Tools, alert, edge_stack
-from workers.operations import decide
 
 DOT = "tls://1.1.1.1"
 
@@ -140,9 +139,7 @@ async def test_upstream_failure_is_named_and_dropped_after_approval(
         assert pending.pending_approval is not None
         assert pending.pending_approval.level is RiskLevel.HARD
         assert f"(removed {DOT})" in pending.pending_approval.preview
-        await decide(
-            stack.client, stack.store, wid, ApprovalDecision(approve=True, approver="alice")
-        )
+        await stack.decide(wid, ApprovalDecision(approve=True, approver="alice"))
         state = await stack.result(wid)
         assert state.outcome is Outcome.RESOLVED, state.notes
         assert DOT not in agh.upstreams and len(agh.upstreams) == 2

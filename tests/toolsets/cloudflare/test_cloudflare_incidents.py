@@ -15,7 +15,6 @@ from tests.fakes.cloudflare import FakeCloudflare, PublicIp
 from tests.integration.stack import alertmanager_payload
 from tests.toolsets.cloudflare.conftest import OLD_WAN, WAN, cf_target
 from tests.toolsets.harness import alert, edge_stack
-from workers.operations import decide
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +31,7 @@ def zone(cf: FakeCloudflare) -> FakeCloudflare:
 
 
 async def approve(stack: object, wid: str) -> None:
-    record = await decide(
-        stack.client,  # type: ignore[attr-defined]
-        stack.store,  # type: ignore[attr-defined]
+    record = await stack.decide(
         wid,
         ApprovalDecision(approve=True, approver="alice", via="cli"),
     )

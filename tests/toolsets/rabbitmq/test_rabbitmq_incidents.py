@@ -17,7 +17,6 @@ from tests.toolsets.rabbitmq.conftest import Workload, rabbit_target, wait_depth
 from tests.toolsets.runner import Tools
 from workers.lab.brokers import RabbitMQ
 from workers.lab.dockerd import DockerEngine
-from workers.operations import decide
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +74,7 @@ async def test_backlog_purged_after_approval(
             assert request.rollback_plan == "irreversible: no rollback possible"
             assert workload.exact_depth("exports") == 1200  # nothing before the approval
 
-            await decide(
-                stack.client,
-                stack.store,
+            await stack.decide(
                 wid,
                 ApprovalDecision(approve=True, approver="alice", via="cli"),
             )

@@ -17,7 +17,6 @@ from tests.fakes.tailscale import FakeTailscale
 from tests.integration.stack import alertmanager_payload
 from tests.toolsets.harness import Tools, alert, edge_stack
 from tests.toolsets.tailscale.conftest import CLIENT_SECRET, READONLY_ID, READONLY_SECRET, ts_target
-from workers.operations import decide
 
 
 @pytest_asyncio.fixture
@@ -124,7 +123,7 @@ async def test_credentials_scopes_revocation_and_rate_limits(tailnet: FakeTailsc
 
 
 async def approve(stack: object, wid: str) -> None:
-    await decide(stack.client, stack.store, wid, ApprovalDecision(approve=True, approver="alice"))  # type: ignore[attr-defined]
+    await stack.decide(wid, ApprovalDecision(approve=True, approver="alice"))  # type: ignore[attr-defined]
 
 
 @pytest.mark.integration

@@ -17,7 +17,6 @@ from tests.fakes.unifi import FakeUnifi
 from tests.integration.stack import alertmanager_payload
 from tests.toolsets.harness import Tools, alert, edge_stack
 from tests.toolsets.unifi.conftest import AP_LIVING, PASSWORD, SWITCH, unifi_target
-from workers.operations import decide
 
 
 @pytest_asyncio.fixture
@@ -139,9 +138,7 @@ async def test_hung_ap_is_power_cycled_after_approval(
         assert str(request.action.target) == f"unifi:home/{SWITCH}"
         assert request.preview.startswith("power-cycle PoE port 5 ('AP Living'")
         assert controller.commands == []
-        await decide(
-            stack.client, stack.store, wid, ApprovalDecision(approve=True, approver="alice")
-        )
+        await stack.decide(wid, ApprovalDecision(approve=True, approver="alice"))
         state = await stack.result(wid)
         assert state.outcome is Outcome.RESOLVED, state.notes
         assert controller.devices[AP_LIVING].state == 1
