@@ -24,6 +24,7 @@ from rich.text import Text
 
 from core.config import ConfigError, Settings, load_settings
 from core.models import IncidentState
+from core.redact import install_log_redaction, redact_text
 from workers.demo import demo_app
 
 T = TypeVar("T")
@@ -82,6 +83,7 @@ def main_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     state.config = config
+    install_log_redaction()  # every process (worker, intake, bot, CLI) starts here
     state.settings  # noqa: B018 - fail fast (exit 2) on a bad config, whatever the command
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -96,7 +98,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/] {escape(redact_text(message))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -649,16 +651,19 @@ def main() -> None:
         if callable(show):
             show()
         else:
-            err.print(f"error: {escape(str(exc))}")
+            err.print(f"error: {escape(redact_text(str(exc)))}")
         code = int(getattr(exc, "exit_code", 2))
     except ConfigError as exc:
-        err.print(f"[red]config error:[/] {exc}", highlight=False)
+        err.print(f"[red]config error:[/] {escape(redact_text(str(exc)))}", highlight=False)
         code = 2
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
         logging.getLogger("homelab-agents").exception("unexpected failure")
-        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err.print(
+            f"[red]error:[/] {escape(redact_text(f'{type(exc).__name__}: {exc}'))}",
+            highlight=False,
+        )
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()

@@ -104,7 +104,7 @@ def test_a_section_with_everything_commented_out_means_defaults(tmp_path: Path) 
     settings = load_settings(
         write(tmp_path, "store:\n  # url: postgresql://x\nintake:\n  port: 9000\n")
     )
-    assert settings.store.url == "" and settings.intake.port == 9000
+    assert settings.store.url is None and settings.intake.port == 9000
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "homelab.lan"])
