@@ -113,19 +113,25 @@ def redact_text(text: str) -> str:
     return text
 
 
-def redact(value: Any) -> Any:
+def redact(value: Any, *, mask_secret_keys: bool = True) -> Any:
     """A deep copy of ``value`` with secret keys' values masked and secrets removed from text.
 
     Keys are redacted like any text (a DSN can be a key); an empty value under a secret key is
     kept (it says "no password set"); tuples and sets come back as lists (JSON has no others).
+    ``mask_secret_keys=False`` redacts text only, keeping every value's type: for a model that
+    must validate again (``tokens_in`` stays a number).
     """
     if isinstance(value, Mapping):
         return {
-            _redact_key(k): (MASK if isinstance(k, str) and is_secret_key(k) and v else redact(v))
+            _redact_key(k): (
+                MASK
+                if mask_secret_keys and isinstance(k, str) and is_secret_key(k) and v
+                else redact(v, mask_secret_keys=mask_secret_keys)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
-        return [redact(v) for v in value]
+        return [redact(v, mask_secret_keys=mask_secret_keys) for v in value]
     if isinstance(value, str):
         return redact_text(value)
     return value

@@ -2,9 +2,10 @@
 
 Each mutant is the module's source with one deliberate fault: an element removed from a
 module-level tuple or list (a secret word, a pattern), an alternative removed from a regular
-expression, a call replaced by its argument (a recursion or a redaction skipped), a branch's
-condition forced, a boolean operand dropped, a comparison negated, a member dropped from an
-``isinstance`` union, a return that gives back the input unchanged. The test module runs against
+expression, a call of the module's own function replaced by its argument (a recursion or a
+redaction skipped) or without one of its keyword arguments, a branch's condition forced, a boolean
+operand dropped, a comparison negated, a member dropped from an ``isinstance`` union, a return
+that gives back the input unchanged. The test module runs against
 each mutant in-process; a mutant that no test fails is a *survivor*: a hole in the tests.
 
     python -m tests.mutate core.redact tests.unit.test_redact      # or: make mutate
@@ -190,6 +191,14 @@ def _changes(
     function = _function_of(tree, node)
     if function is None:
         return
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        own = node.func.id in local_calls  # another library's defaults are not ours to test
+        for k, keyword in enumerate(node.keywords if own else []):
+
+            def drop_keyword(target: Any, _: ast.Module, k: int = k) -> None:
+                del target.keywords[k]
+
+            yield f"{keyword.arg}= dropped from {ast.unparse(node)[:50]}", drop_keyword
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
         if node.func.id in local_calls:
 

@@ -267,6 +267,21 @@ def test_leaves_are_kept_and_the_input_is_not_changed() -> None:
     assert redact("token=t") == "token=***" and redact(5) == 5 and redact(None) is None
 
 
+def test_text_only_redaction_keeps_every_type() -> None:
+    data = {
+        "tokens_in": 120,
+        "password": "plain",
+        "nested": [{"token": 5, "note": "PGPASSWORD=p1"}, ("api_key=p2",)],
+        "postgresql://u:p3@h/d": {"secret": True},
+    }
+    assert redact(data, mask_secret_keys=False) == {
+        "tokens_in": 120,
+        "password": "plain",
+        "nested": [{"token": 5, "note": "PGPASSWORD=***"}, ["api_key=***"]],
+        "postgresql://u:***@h/d": {"secret": True},
+    }
+
+
 def test_masked_shapes_keep_their_quotes() -> None:
     assert redact_text("password='q'") == "password='***'"
     assert redact_text('password="q"') == 'password="***"'
