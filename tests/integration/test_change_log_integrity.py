@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,20 +56,24 @@ def url(server: Postgres, role: str, db: str) -> str:
     return f"postgresql://{role}:{password}@127.0.0.1:{server.port}/{db}"
 
 
-@pytest.fixture
-def database(roles: Postgres) -> Iterator[str]:
+def store_database(server: Postgres) -> str:
     """A fresh database shaped like initdb.sql's ``homelab`` (owned by the owner role)."""
     name = f"store_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(roles.dsn(), autocommit=True) as conn:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER homelab_owner").format(sql.Identifier(name)))
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO homelab_app").format(sql.Identifier(name))
         )
-    with psycopg.connect(roles.dsn(name), autocommit=True) as conn:
+    with psycopg.connect(server.dsn(name), autocommit=True) as conn:
         conn.execute("ALTER SCHEMA public OWNER TO homelab_owner")
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-    yield name
+    return name
+
+
+@pytest.fixture
+def database(roles: Postgres) -> str:
+    return store_database(roles)
 
 
 def as_role(server: Postgres, role: str, db: str) -> psycopg.Connection[tuple[object, ...]]:

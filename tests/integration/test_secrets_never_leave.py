@@ -31,12 +31,14 @@ import pytest
 import sqlalchemy as sa
 from temporalio.testing import WorkflowEnvironment
 
+from activities.store import Store
 from core.models import ChangeResult, Outcome, RiskLevel
 from core.redact import install_log_redaction
 from tests.fakes.openai_compat import fake_llm
 from tests.fakes.telegram import FakeTelegram
 from tests.integration.pg_helpers import apply_roles, backend_exists, new_database
 from tests.integration.stack import alertmanager_payload, am_alert, running_stack, target_host
+from tests.integration.test_change_log_integrity import psql_initdb, store_database
 from tests.integration.test_postgres_incidents import EXPORTER, Blocked, pg_alert
 from tests.integration.test_telegram import (
     ALICE,
@@ -77,6 +79,7 @@ class Secrets:
         self.dsn = planted("dsnpw")
         self.maintenance_dsn = planted("maintpw")
         self.store = planted("storepw")
+        self.store_owner = planted("ownerpw")
         self.intake = planted("intake")
         self.llm_key = "sk-" + planted("llm")
         self.telegram = f"7012345678:AAF{secrets.token_urlsafe(24)}"
@@ -189,7 +192,7 @@ def export_history(address: str, workflow_id: str) -> str:
 
 
 def store_dump(url: str) -> str:
-    """Every row of every table of the store, as text."""
+    """Every row of every table of the store, as text (read as the superuser)."""
     engine = sa.create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
     out = []
     with engine.connect() as conn:
@@ -211,8 +214,17 @@ async def test_planted_secrets_surface_nowhere(
 ) -> None:
     s = planted_secrets
     apply_roles(postgres)
-    store_db = new_database(postgres, "secstore")
-    store_url = f"postgresql://postgres:{s.store}@127.0.0.1:{postgres.port}/{store_db}"
+    # The store as the compose file runs it: migrated by its owner, used by the run-time role.
+    made = psql_initdb(
+        postgres,
+        {"HOMELAB_STORE_OWNER_PASSWORD": s.store_owner, "HOMELAB_STORE_APP_PASSWORD": s.store},
+    )
+    assert made.returncode == 0, made.stderr
+    store_db = store_database(postgres)
+    where = f"127.0.0.1:{postgres.port}/{store_db}"
+    store_url = f"postgresql://homelab_app:{s.store}@{where}"
+    owner_url = f"postgresql://homelab_owner:{s.store_owner}@{where}"
+    Store(store_url, owner_url=owner_url).migrate()
     shop = new_database(postgres, "secshop")
     monkeypatch.setenv("SEC_LLM_KEY", s.llm_key)
     docker = docker_engine.client()
@@ -251,7 +263,7 @@ async def test_planted_secrets_surface_nowhere(
                 docker_engine,
                 tmp_path,
                 bot=True,
-                store={"url": store_url},
+                store={"url": store_url, "owner_url": owner_url},
                 intake={"token": s.intake},
                 postgres=[pg_target],
                 llm={
@@ -355,7 +367,7 @@ async def test_planted_secrets_surface_nowhere(
     docker_history = payloads[f"incident-{alert['fingerprint']}"]
     assert "Bearer ***" in docker_history and "Authorization: Basic ***" in docker_history
     assert '"POSTGRES_PASSWORD"' in docker_history and "docker.recreate" in docker_history
-    scan("store (every table)", store_dump(store_url))
+    scan("store (every table)", store_dump(f"postgresql://postgres@{where}"))
     scan("GET /changes", changes.text)
     scan("logs", "\n".join(captured_logs))
     scan("LLM request bodies", "\n".join(prompts))
