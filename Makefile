@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format system-deps venv ha-venv demo demo-stop bench clean
+.PHONY: run test lint format system-deps venv ha-venv demo demo-stop bench clean mutate
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,3 +56,7 @@ bench: system-deps venv
 
 clean:
 	rm -rf $(VENV) .homelab .pytest_cache .mypy_cache .ruff_cache
+
+# Mutation testing of the redaction (tests/mutate.py): prints killed/total and every survivor.
+mutate: venv
+	$(PY) -m tests.mutate core.redact tests.unit.test_redact

@@ -11,7 +11,7 @@ from activities.store import Store
 from core import contracts
 from core.metrics import APPROVALS, CHANGES, INCIDENT_DURATION, INCIDENTS_CLOSED
 from core.models import ApprovalRecord, ChangeRecord, IncidentState
-from core.redact import redact
+from core.redact import redact, redact_text
 
 
 class RecordActivities:
@@ -26,6 +26,8 @@ class RecordActivities:
                 "before": redact(record.before),
                 "after": redact(record.after),
                 "rollback_params": redact(record.rollback_params),
+                "preview": redact_text(record.preview),
+                "error": redact_text(record.error),
             }
         )
         inserted = await asyncio.to_thread(self.store.record_change, clean)

@@ -125,16 +125,36 @@ class IntakeSettings(Section):
 
 
 class StoreSettings(Section):
-    url: str = Field(
-        default="", description="sqlite:///path or postgresql://...; default in state_dir"
-    )
+    """The store's URLs are secrets (a PostgreSQL URL carries a password): never printed.
 
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, url: str) -> str:
-        if url and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
-            raise ValueError("must start with sqlite:/// or postgresql://")
-        return url
+    ``url`` is what every process uses at run time; on PostgreSQL it should be a role that may
+    only read and insert into the append-only tables. ``owner_url`` (optional) is the role that
+    owns the schema: ``homelab-agents migrate`` (and ``up``/``worker`` when it is set) runs the
+    migrations and grants with it, so the run-time role never needs DDL.
+    """
+
+    url: SecretStr | None = Field(
+        default=None, description="sqlite:///path or postgresql://...; default in state_dir"
+    )
+    url_file: Path | None = None
+    owner_url: SecretStr | None = Field(
+        default=None, description="the schema owner's URL, for migrations only"
+    )
+    owner_url_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> StoreSettings:
+        self.url = self.url or read_secret_file(self.url_file, "store.url_file")
+        self.owner_url = self.owner_url or read_secret_file(
+            self.owner_url_file, "store.owner_url_file"
+        )
+        for key, secret in (("url", self.url), ("owner_url", self.owner_url)):
+            value = secret.get_secret_value() if secret else ""
+            if value and not re.match(r"^(sqlite|postgresql|postgres)(\+\w+)?://", value):
+                raise ValueError(f"store.{key} must start with sqlite:/// or postgresql://")
+        if self.owner_url and not self.url:
+            raise ValueError("store.owner_url needs store.url (the run-time role it grants to)")
+        return self
 
 
 class MemorySettings(Section):
@@ -455,7 +475,15 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.store.url or f"sqlite:///{(self.state_dir / 'homelab.db').resolve()}"
+        """The run-time store URL, with its password: for ``Store`` only, never for output."""
+        if self.store.url:
+            return self.store.url.get_secret_value()
+        return f"sqlite:///{(self.state_dir / 'homelab.db').resolve()}"
+
+    @property
+    def store_owner_url(self) -> str | None:
+        """The schema owner's URL (migrations), if one is configured."""
+        return self.store.owner_url.get_secret_value() if self.store.owner_url else None
 
     def targets(self, service: str) -> list[Target]:
         value = getattr(self, service, None)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.redact import redact, redact_text
 from core.units import Duration
 
 
@@ -179,6 +180,18 @@ class Alert(Model):
     generator_url: str = ""
     source: Literal["alertmanager", "docker-events", "manual", "schedule"] = "alertmanager"
     received_at: datetime | None = None
+
+    @field_validator("annotations")
+    @classmethod
+    def _redact_annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
+        """Annotations are free text (a curl line with its Authorization header, a DSN) and an
+        alert is a workflow's input: in its history for good. Secrets go before it gets there."""
+        return dict(redact(annotations))
+
+    @field_validator("generator_url")
+    @classmethod
+    def _redact_url(cls, url: str) -> str:
+        return redact_text(url)
 
     @property
     def severity(self) -> str:

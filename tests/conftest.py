@@ -20,14 +20,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
 from workers.lab.dockerd import DockerEngine
 from workers.lab.postgres import Postgres
 from workers.lab.processes import free_port
-from workers.temporal_client import ensure_search_attributes
+from workers.temporal_client import DATA_CONVERTER, ensure_search_attributes
 from workflows import search_attributes
 
 BIN = Path(sys.prefix) / "bin"
@@ -95,7 +94,7 @@ def pg_cluster(session_root: Path) -> Iterator[PgCluster]:
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         test_server_existing_path=str(BIN / "temporal-test-server"),
     )
     await ensure_search_attributes(env.client, "default")
@@ -106,7 +105,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_startup_timeout=timedelta(seconds=60),  # 5 s is not enough on a busy machine

@@ -24,6 +24,7 @@ from rich.text import Text
 
 from core.config import ConfigError, Settings, load_settings
 from core.models import IncidentState
+from core.redact import install_log_redaction, redact_text
 from workers.demo import demo_app
 
 T = TypeVar("T")
@@ -82,6 +83,7 @@ def main_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     state.config = config
+    install_log_redaction()  # every process (worker, intake, bot, CLI) starts here
     state.settings  # noqa: B018 - fail fast (exit 2) on a bad config, whatever the command
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -96,7 +98,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/] {escape(redact_text(message))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -127,6 +129,56 @@ async def _client_and_store() -> tuple[Any, Any]:
     return client, Store(settings.store_url)
 
 
+def open_store() -> Any:
+    """The store as this process uses it: the run-time role (and the owner, when configured, only
+    for ``migrate``)."""
+    from activities.store import Store
+
+    return Store(state.settings.store_url)
+
+
+def migrate_as_owner() -> list[int]:
+    """With ``store.owner_url`` set, migrate and re-grant before a process starts, so the run-time
+    role never needs DDL. Without it, nothing here: the store migrates on first use."""
+    from activities.store import Store
+
+    owner = state.settings.store_owner_url
+    if owner is None:
+        return []
+    store = Store(state.settings.store_url, owner_url=owner)
+    try:
+        return store.migrate()
+    except Exception as exc:
+        raise fail(f"store migration failed: {exc}") from exc
+    finally:
+        store.close()
+
+
+@app.command()
+def migrate(as_json: bool = JsonOpt) -> None:
+    """Apply the store's pending migrations (as store.owner_url when set) and re-grant the run-time
+    role; safe to run again."""
+    from activities.store import Store
+
+    settings = state.settings
+    owner = settings.store_owner_url
+    store = Store(settings.store_url, owner_url=owner)
+    try:
+        applied = store.migrate()
+        version = store.schema_version()
+    except Exception as exc:
+        raise fail(f"store migration failed: {exc}") from exc
+    finally:
+        store.close()
+    if as_json:
+        dump({"applied": applied, "version": version, "as_owner": owner is not None})
+        return
+    say(
+        f"store at schema version {version}; applied {applied or 'nothing'}"
+        + ("; run-time role re-granted" if owner and store.dialect == "postgresql" else "")
+    )
+
+
 # --- processes ---------------------------------------------------------------------------------
 
 
@@ -136,6 +188,7 @@ def up() -> None:
     from workers.devserver import DevServerError
     from workers.stack import run_up
 
+    migrate_as_owner()
     try:
         run(run_up(state.settings))
     except DevServerError as exc:
@@ -147,6 +200,7 @@ def worker() -> None:
     """Run only the Temporal worker (workflows and activities)."""
     from workers.stack import run_worker
 
+    migrate_as_owner()
     run(run_worker(state.settings))
 
 
@@ -155,6 +209,7 @@ def intake() -> None:
     """Run only the intake HTTP server and the Docker events watcher."""
     from workers.stack import run_intake
 
+    migrate_as_owner()
     run(run_intake(state.settings))
 
 
@@ -168,6 +223,7 @@ def bot() -> None:
             "telegram is not configured: set telegram.token (or token_file) and telegram.chat_id",
             2,
         )
+    migrate_as_owner()
     try:
         run(run_bot(state.settings))
     except RuntimeError as exc:
@@ -398,12 +454,20 @@ def changes(
     incident: str = typer.Argument(None, metavar="[INCIDENT]"),
     as_json: bool = JsonOpt,
     limit: int = typer.Option(200, min=1),
+    verify: bool = typer.Option(
+        False, "--verify", help="Check the hash chain: exit 1 on a rewrite, deletion or reordering."
+    ),
+    anchor: str = typer.Option(
+        None, "--anchor", metavar="SEQ:HASH", help="With --verify: a head printed earlier."
+    ),
 ) -> None:
     """The change log: every write attempt (applied, dry-run, denied, failed, rolled back)."""
-    from activities.store import Store
     from workers.operations import workflow_id
 
-    store = Store(state.settings.store_url)
+    store = open_store()
+    if verify:
+        _verify_changes(store, anchor, as_json)
+        return
     records = store.list_changes(workflow_id(incident) if incident else None, limit=limit)
     if incident and not records:
         records = store.list_changes(incident, limit=limit)
@@ -433,6 +497,22 @@ def changes(
             )
         )
     out.print(table)
+
+
+def _verify_changes(store: Any, anchor: str | None, as_json: bool) -> None:
+    pinned: tuple[int, str] | None = None
+    if anchor:
+        seq, _, digest = anchor.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise fail(f"--anchor {anchor!r}: expected SEQ:HASH as `changes --verify` prints", 2)
+        pinned = (int(seq), digest.lower())
+    report = store.verify_chain(pinned)
+    if as_json:
+        dump({**report.model_dump(mode="json"), "ok": report.ok})
+    else:
+        say(*report.lines())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -694,16 +774,19 @@ def main() -> None:
         if callable(show):
             show()
         else:
-            err.print(f"error: {escape(str(exc))}")
+            err.print(f"error: {escape(redact_text(str(exc)))}")
         code = int(getattr(exc, "exit_code", 2))
     except ConfigError as exc:
-        err.print(f"[red]config error:[/] {exc}", highlight=False)
+        err.print(f"[red]config error:[/] {escape(redact_text(str(exc)))}", highlight=False)
         code = 2
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:
         logging.getLogger("homelab-agents").exception("unexpected failure")
-        err.print(f"[red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err.print(
+            f"[red]error:[/] {escape(redact_text(f'{type(exc).__name__}: {exc}'))}",
+            highlight=False,
+        )
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()

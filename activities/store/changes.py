@@ -1,4 +1,5 @@
-"""The append-only change log: every write attempt, and which change undid which."""
+"""The append-only change log: every write attempt, and which change undid which, hash-chained
+(activities/store/chain.py) so a rewrite, a deletion or a reordering shows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from activities.store.base import StoreBase
+from activities.store.chain import GENESIS, ChainReport, link_hash, verify
 from activities.store.schema import as_json, changes
 from core.models import ChangeRecord, ChangeResult
 
@@ -75,8 +77,33 @@ class ChangeLog(StoreBase):
             "started_at": record.started_at,
             "finished_at": record.finished_at,
         }
+        # One writer at a time extends the chain, so concurrent workers never fork it: an
+        # advisory lock on PostgreSQL (any role may take one), the write lock on SQLite.
+        with self._tx(exclusive=True) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724202)")
+            seen = conn.execute(
+                sa.select(changes.c.change_id).where(changes.c.change_id == record.change_id)
+            ).first()
+            if seen is not None:
+                return False  # an activity retry: recorded already
+            head = conn.execute(
+                sa.select(changes.c.seq, changes.c.row_hash)
+                .where(changes.c.seq.is_not(None))
+                .order_by(changes.c.seq.desc())
+                .limit(1)
+            ).first()
+            values["seq"] = head.seq + 1 if head else 1
+            values["prev_hash"] = head.row_hash if head else GENESIS
+            values["row_hash"] = link_hash(values["prev_hash"], values)
+            conn.execute(changes.insert().values(**values))
+            return True
+
+    def verify_chain(self, anchor: tuple[int, str] | None = None) -> ChainReport:
+        """Recompute every row's hash and link (``homelab-agents changes --verify``)."""
         with self._tx() as conn:
-            return self._insert_ignore(conn, changes, values)
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(changes))]
+        return verify(rows, anchor)
 
     def _rollback_map(self, conn: Connection, ids: Sequence[str]) -> dict[str, str]:
         if not ids:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from activities.store.base import StoreBase
 from activities.store.schema import incidents
 from core.models import IncidentState
+from core.redact import redact
 
 
 class Incidents(StoreBase):
@@ -27,7 +28,8 @@ class Incidents(StoreBase):
             "outcome": state.outcome.value if state.outcome else "",
             "opened_at": state.opened_at,
             "closed_at": state.closed_at,
-            "state": json.loads(state.model_dump_json()),
+            # text only: the state must validate again (incident show), so types are kept
+            "state": redact(json.loads(state.model_dump_json()), mask_secret_keys=False),
         }
         with self._tx() as conn:
             key = (incidents.c.workflow_id == state.workflow_id) & (incidents.c.run_id == run_id)

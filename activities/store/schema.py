@@ -10,6 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from activities.store.chain import GENESIS, link_hash
+
 metadata = sa.MetaData()
 
 
@@ -69,6 +71,11 @@ changes = sa.Table(
     sa.Column("rollback_of", sa.String(64), nullable=False, index=True),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    # the hash chain (migration 8; activities/store/chain.py): position, link, own hash
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=True),
+    sa.Column("row_hash", sa.String(64), nullable=True),
+    sa.Index("changes_seq", "seq", unique=True),
 )
 
 approvals = sa.Table(
@@ -250,6 +257,9 @@ findings = sa.Table(
 )
 
 APPEND_ONLY = ("changes", "approvals", "control_events")
+AUDIT_TABLES = (*APPEND_ONLY, "telegram_refusals")
+"""Append-only, by triggers on UPDATE, DELETE and (PostgreSQL) TRUNCATE; the run-time role may
+only SELECT and INSERT them."""
 
 
 def _append_only_sqlite(conn: Connection) -> None:
@@ -317,6 +327,82 @@ def _m6_findings(conn: Connection) -> None:
     metadata.create_all(conn, tables=[findings])
 
 
+def _m7_no_truncate(conn: Connection) -> None:
+    """TRUNCATE skips row triggers: a statement trigger refuses it (PostgreSQL). SQLite has no
+    TRUNCATE; its ``DELETE FROM t`` fires the row triggers (the truncate optimisation is off
+    whenever a table has triggers)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for table in AUDIT_TABLES:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION homelab_append_only()"
+        )
+
+
+def _m8_change_chain(conn: Connection) -> None:
+    """Hash-chain the change log: add the columns, then chain the rows already there in the
+    order they were recorded (the one UPDATE the change log ever sees, by its owner)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("changes")}
+    for name, kind in (
+        ("seq", "BIGINT"),
+        ("prev_hash", "VARCHAR(64)"),
+        ("row_hash", "VARCHAR(64)"),
+    ):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE changes ADD COLUMN {name} {kind}")
+    conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS changes_seq ON changes (seq)")
+    rows = list(
+        conn.execute(
+            sa.select(changes)
+            .where(changes.c.seq.is_(None))
+            .order_by(changes.c.at, changes.c.change_id)
+        )
+    )
+    if not rows:
+        return
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.exec_driver_sql("ALTER TABLE changes DISABLE TRIGGER changes_append_only")
+    else:
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS changes_no_update")
+    prev = GENESIS
+    for seq, row in enumerate(rows, start=1):
+        values = {**row._mapping, "seq": seq}
+        digest = link_hash(prev, values)
+        conn.execute(
+            changes.update()
+            .where(changes.c.change_id == row.change_id)
+            .values(seq=seq, prev_hash=prev, row_hash=digest)
+        )
+        prev = digest
+    if postgres:
+        conn.exec_driver_sql("ALTER TABLE changes ENABLE TRIGGER changes_append_only")
+    else:
+        _append_only_sqlite(conn)
+
+
+def grant_runtime(conn: Connection, role: str) -> None:
+    """PostgreSQL: what the run-time role may do, re-stated after every migration by the owner.
+    The audit tables: SELECT and INSERT only (no UPDATE, DELETE, TRUNCATE, no DDL); the other
+    tables: reads and writes of rows; the migrations table: read."""
+    quoted = conn.dialect.identifier_preparer.quote(role)
+    conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA public TO {quoted}")
+    for table in metadata.sorted_tables:
+        name = table.name
+        conn.exec_driver_sql(f"REVOKE ALL ON {name} FROM {quoted}")
+        if name == schema_migrations.name:
+            rights = "SELECT"
+        elif name in AUDIT_TABLES:
+            rights = "SELECT, INSERT"
+        else:
+            rights = "SELECT, INSERT, UPDATE, DELETE"
+        conn.exec_driver_sql(f"GRANT {rights} ON {name} TO {quoted}")
+    conn.exec_driver_sql(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {quoted}")
+    conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
@@ -324,6 +410,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "llm usage ledger and response cache", _m4_llm),
     (5, "target locks and their waiters", _m5_target_locks),
     (6, "scheduled findings", _m6_findings),
+    (7, "no TRUNCATE of the audit tables", _m7_no_truncate),
+    (8, "change log hash chain", _m8_change_chain),
 ]
 
 

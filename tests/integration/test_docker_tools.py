@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import time
 import uuid
@@ -286,7 +287,7 @@ async def test_recreate_on_another_tag_and_back(
     with container(
         engine,
         "exec sleep 100000",
-        environment={"APP_MODE": "prod"},
+        environment={"APP_MODE": "prod", "POSTGRES_PASSWORD": "recreate-pw-0451"},
         mem_limit="48m",
         restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
         labels={"app": "web"},
@@ -298,19 +299,26 @@ async def test_recreate_on_another_tag_and_back(
         )
         prepared = await runner.prepare(call)
         assert prepared.preview.startswith(
-            f"recreate container {c.name}@lab: image {BUSYBOX_IMAGE} → local/busybox:v2"
+            f"recreate container {c.name}@lab: image {BUSYBOX_IMAGE} → local/busybox:v2 "
+            "(same config: 2 env vars, 0 mounts, network default, restart policy on-failure)"
         )
+        # The before-state names what the new container keeps; values never leave the engine.
+        assert prepared.before["env"] == ["APP_MODE", "POSTGRES_PASSWORD"]
+        assert prepared.before["labels"] == ["app"] and prepared.before["id"] == c.id
+        assert "recreate-pw-0451" not in prepared.model_dump_json()
+        assert "prod" not in json.dumps(prepared.before)
         result = await runner.run(
             call.model_copy(update={"before": prepared.before, "change_id": "abcdef12"})
         )
         assert result.ok, result.error
+        assert "recreate-pw-0451" not in result.model_dump_json()
         fresh = engine.containers.get(c.name)
         assert fresh.id != c.id and fresh.status == "running"
         assert fresh.attrs["Config"]["Image"] == "local/busybox:v2"
-        assert (
-            "APP_MODE=prod" in fresh.attrs["Config"]["Env"]
-            and fresh.attrs["Config"]["Labels"]["app"] == "web"
+        assert {"APP_MODE=prod", "POSTGRES_PASSWORD=recreate-pw-0451"} <= set(
+            fresh.attrs["Config"]["Env"]
         )
+        assert fresh.attrs["Config"]["Labels"]["app"] == "web"
         assert fresh.attrs["HostConfig"]["Memory"] == 48 * 1024**2
         assert fresh.attrs["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
         assert [
@@ -335,3 +343,23 @@ async def test_recreate_on_another_tag_and_back(
         assert (
             engine.containers.get(c.name).status == "running"
         )  # untouched by the refused recreate
+
+
+async def test_recreate_refuses_a_container_replaced_since_it_was_prepared(
+    runner: ToolRunner, engine: docker_sdk.DockerClient
+) -> None:
+    engine.images.get(BUSYBOX_IMAGE).tag("local/busybox", "v3")
+    with container(engine, "exec sleep 100000") as c:
+        call = ToolCall(
+            tool="docker.recreate", target=ref(c.name), params={"image": "local/busybox:v3"}
+        )
+        prepared = await runner.prepare(call)
+        c.remove(force=True)  # someone else recreates it (same name, same image, new config)
+        other = engine.containers.run(
+            BUSYBOX_IMAGE, ["sleep", "100000"], name=c.name, detach=True, environment={"X": "1"}
+        )
+        result = await runner.run(call.model_copy(update={"before": prepared.before}))
+        assert result.error is not None and result.error.kind is ToolErrorKind.CONFLICT
+        assert "was replaced since this change was prepared" in result.error.message
+        assert engine.containers.get(c.name).id == other.id  # untouched
+        assert engine.containers.get(c.name).attrs["Config"]["Image"] == BUSYBOX_IMAGE

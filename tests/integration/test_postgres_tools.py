@@ -250,8 +250,10 @@ async def test_termination_never_touches_superusers_or_our_own_sessions(
 ) -> None:
     admin = psycopg.connect(lab.dsn(db), application_name="dba-console")
     admin.execute("SELECT 1")  # superuser, idle in transaction
-    ours = psycopg.connect(lab.dsn(db, user="app"), application_name="homelab-agents-other")
-    ours.execute("SELECT 1")  # looks like one of our own sessions
+    ours = psycopg.connect(lab.dsn(db, user="homelab_maint"), application_name="psql")
+    ours.execute("SELECT 1")  # a session of a role the target logs in as, whatever its name
+    hostile = psycopg.connect(lab.dsn(db, user="app"), application_name="homelab-agents-x")
+    hostile.execute("SELECT 1")  # an application that calls itself homelab-agents: not spared
     app = app_session(lab, db)
     app.execute("SELECT 1")
     try:
@@ -264,22 +266,28 @@ async def test_termination_never_touches_superusers_or_our_own_sessions(
                 tool="postgres.terminate_backend", target=ref(db), params={"pid": pid_of(ours)}
             )
         )
-        assert "REFUSED: a homelab-agents session" in prepared.preview
+        assert "REFUSED: a homelab-agents session (role homelab_maint)" in prepared.preview
+        refused = await run(runner, "postgres.terminate_backend", db, pid=pid_of(ours))
+        assert refused.error is not None and "homelab-agents session" in refused.error.message
 
         time.sleep(1.1)
         prepared, result = await prepare_and_run(
             runner, "postgres.terminate_idle_in_transaction", db, older_than_seconds=1
         )
-        assert [s["pid"] for s in prepared.before["sessions"]] == [pid_of(app)]
+        assert sorted(s["pid"] for s in prepared.before["sessions"]) == sorted(
+            [pid_of(app), pid_of(hostile)]
+        )
         protected = {s["pid"]: s["protected"] for s in prepared.before["protected"]}
         assert protected == {
             pid_of(admin): "superuser session",
-            pid_of(ours): "a homelab-agents session",
+            pid_of(ours): "a homelab-agents session (role homelab_maint)",
         }
         assert "leaving 2 protected" in prepared.preview
-        assert result.ok and [s["pid"] for s in result.data["terminated"]] == [pid_of(app)]
+        assert result.ok and sorted(s["pid"] for s in result.data["terminated"]) == sorted(
+            [pid_of(app), pid_of(hostile)]
+        )
         assert backend_exists(lab, pid_of(admin)) and backend_exists(lab, pid_of(ours))
-        assert not backend_exists(lab, pid_of(app))
+        assert not backend_exists(lab, pid_of(app)) and not backend_exists(lab, pid_of(hostile))
         # nothing left to do: the same cleanup is now a no-op
         noop = await runner.prepare(
             ToolCall(
@@ -290,7 +298,7 @@ async def test_termination_never_touches_superusers_or_our_own_sessions(
         )
         assert noop.noop and noop.preview.startswith("no-op")
     finally:
-        for conn in (admin, ours, app):
+        for conn in (admin, ours, hostile, app):
             conn.close()
 
 

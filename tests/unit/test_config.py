@@ -104,7 +104,7 @@ def test_a_section_with_everything_commented_out_means_defaults(tmp_path: Path) 
     settings = load_settings(
         write(tmp_path, "store:\n  # url: postgresql://x\nintake:\n  port: 9000\n")
     )
-    assert settings.store.url == "" and settings.intake.port == 9000
+    assert settings.store.url is None and settings.intake.port == 9000
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "homelab.lan"])
@@ -120,3 +120,29 @@ def test_public_intake_needs_a_token(tmp_path: Path, host: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.53"])
 def test_loopback_intake_needs_no_token(tmp_path: Path, host: str) -> None:
     assert load_settings(write(tmp_path, f"intake: {{host: '{host}'}}\n")).intake.token is None
+
+
+def test_store_urls_are_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url_file = tmp_path / "store-url"
+    url_file.write_text("postgresql://homelab_app:app-pw-77@db/homelab\n")
+    monkeypatch.setenv(
+        "HOMELAB_STORE__OWNER_URL", "postgresql://homelab_owner:own-pw-78@db/homelab"
+    )
+    settings = load_settings(write(tmp_path, f"store:\n  url_file: {url_file}\n"))
+    assert settings.store_url == "postgresql://homelab_app:app-pw-77@db/homelab"
+    assert settings.store_owner_url == "postgresql://homelab_owner:own-pw-78@db/homelab"
+    shown = repr(settings) + settings.model_dump_json()
+    assert "app-pw-77" not in shown and "own-pw-78" not in shown
+
+
+def test_store_url_problems_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="store.url must start with sqlite:/// or postgresql://"):
+        load_settings(write(tmp_path, "store:\n  url: mysql://u:p@db/x\n"))
+    monkeypatch.setenv("HOMELAB_STORE__OWNER_URL", "postgresql://o@db/x")
+    with pytest.raises(ConfigError, match="store.owner_url needs store.url"):
+        load_settings(write(tmp_path, "intake: {port: 9000}\n"))
+    with pytest.raises(ConfigError, match="store.url_file"):
+        load_settings(write(tmp_path, f"store:\n  url_file: {tmp_path / 'none'}\n"))
+    monkeypatch.delenv("HOMELAB_STORE__OWNER_URL")
+    default = load_settings(write(tmp_path, "intake: {port: 9000}\n"))
+    assert default.store_url.startswith("sqlite:///") and default.store_owner_url is None

@@ -99,3 +99,31 @@ def test_rule_unit_tests_pass_promtool() -> None:
         rules = yaml.safe_load((DEPLOY / "prometheus" / f"{name}.rules.yml").read_text())
         alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
         assert alerts <= tested, f"{name}.rules.yml: no promtool test for {alerts - tested}"
+
+
+def test_compose_gives_the_app_only_the_store_runtime_role() -> None:
+    """No homelab-agents container sees Temporal's database password or .env whole; only the
+    one-shot migrate service sees the store owner's; every app service waits for it."""
+    compose = yaml.safe_load((DEPLOY.parent / "docker-compose.temporal.yml").read_text())
+    services = compose["services"]
+    app = {name: s for name, s in services.items() if s.get("build") == "."}
+    assert set(app) == {"migrate", "worker", "intake", "bot"}
+    for name, service in app.items():
+        text = json.dumps(service)
+        assert "TEMPORAL_DB_PASSWORD" not in text and "postgresql://temporal" not in text
+        assert ".env" not in [e if isinstance(e, str) else e["path"] for e in service["env_file"]]
+        store_url = service["environment"]["HOMELAB_STORE__URL"]
+        assert store_url.startswith("postgresql://homelab_app:${HOMELAB_STORE_APP_PASSWORD")
+        owner = "HOMELAB_STORE__OWNER_URL" in service["environment"]
+        assert owner == (name == "migrate"), name
+        assert ("HOMELAB_STORE_OWNER_PASSWORD" in text) == (name == "migrate"), name
+        if name != "migrate":
+            assert service["depends_on"]["migrate"] == {
+                "condition": "service_completed_successfully"
+            }
+    database = services["postgresql"]
+    mounted = [v for v in database["volumes"] if "initdb.sql" in v]
+    assert mounted == ["./deploy/compose/initdb.sql:/docker-entrypoint-initdb.d/homelab.sql:ro"]
+    initdb = (DEPLOY / "compose" / "initdb.sql").read_text()
+    for variable in ("HOMELAB_STORE_OWNER_PASSWORD", "HOMELAB_STORE_APP_PASSWORD"):
+        assert variable in database["environment"] and "\\getenv" in initdb

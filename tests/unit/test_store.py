@@ -66,3 +66,66 @@ def test_sqlite_store(tmp_path: Path) -> None:
     exercise(store)
     assert store.migrate() == []  # already applied
     store.close()
+
+
+async def test_records_are_redacted_on_the_way_into_the_store(tmp_path: Path) -> None:
+    """A preview or error that still carries a secret (a tool's own text) is masked by the
+    change-log activity; an incident's state keeps its types (it must validate again)."""
+    from activities.records import RecordActivities
+    from core.models import (
+        Action,
+        ActionOutcome,
+        Alert,
+        AlertStatus,
+        IncidentState,
+        Phase,
+        Plan,
+        PlannerAttempt,
+        TargetRef,
+    )
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    leaky = change(
+        "c1",
+        preview="run with PGPASSWORD=preview-pw",
+        error="failed: postgresql://u:error-pw@db/x",
+        before={"env": ["A=1"], "token": "before-tok"},
+    )
+    assert await RecordActivities(store).record_change(leaky)
+    (stored,) = store.list_changes("incident-a")
+    assert stored.preview == "run with PGPASSWORD=***"
+    assert stored.error == "failed: postgresql://u:***@db/x"
+    assert stored.before == {"env": ["A=1"], "token": "***"}
+
+    now = datetime.now(UTC)
+    action = Action(id="a1", tool="docker.start", target=TargetRef.parse("docker:lab/web"))
+    state = IncidentState(
+        incident_id="incident-b",
+        workflow_id="incident-b",
+        alert=Alert(
+            name="ContainerKilled", status=AlertStatus.FIRING, fingerprint="b", starts_at=now
+        ),
+        phase=Phase.RESOLVED,
+        opened_at=now,
+        plan=Plan(
+            source="llm:x",
+            actions=[action],
+            attempts=[
+                PlannerAttempt(provider="x", model="m", round="plan", outcome="ok", tokens_in=7)
+            ],
+        ),
+        actions=[
+            ActionOutcome(
+                action=action,
+                level=RiskLevel.NONE,
+                approval=ApprovalVerdict.NOT_REQUIRED,
+                preview="start web, GITHUB_TOKEN=state-tok",
+                result=ChangeResult.APPLIED,
+            )
+        ],
+    )
+    store.record_incident(state, "run-1")
+    again = store.get_incident("incident-b")
+    assert again is not None and again.actions[0].preview == "start web, GITHUB_TOKEN=***"
+    assert again.plan is not None and again.plan.attempts[0].tokens_in == 7
+    store.close()

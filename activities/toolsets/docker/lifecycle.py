@@ -338,8 +338,12 @@ _CONFIG_KEYS = {
 }
 
 
-def capture_recreate(ctx: ToolContext[RecreateParams]) -> dict[str, Any]:
-    container = container_for(ctx)
+def recreate_spec(container: Container) -> dict[str, Any]:
+    """Everything ``create_container`` needs to make the same container again.
+
+    It carries the environment's values (passwords, tokens), so it never leaves the activity:
+    the write reads it from the container itself, and the before-state only names what it holds.
+    """
     attrs = container.attrs
     config = attrs.get("Config", {})
     spec = {_CONFIG_KEYS[k]: config[k] for k in _CONFIG_KEYS if config.get(k) not in (None, "", [])}
@@ -356,29 +360,39 @@ def capture_recreate(ctx: ToolContext[RecreateParams]) -> dict[str, Any]:
         for name, ep in networks.items()
         if name not in ("host", "none", "bridge", "default") and name != mode
     }
+    return {"config": spec, "host_config": attrs.get("HostConfig", {}), "endpoints": endpoints}
+
+
+def capture_recreate(ctx: ToolContext[RecreateParams]) -> dict[str, Any]:
+    """What the approval and the change log show: the image and the *names* of what the new
+    container keeps (environment variables, labels), never their values."""
+    container = container_for(ctx)
+    attrs = container.attrs
+    config = attrs.get("Config", {})
+    spec = recreate_spec(container)
+    host = spec["host_config"]
     return {
         "name": attrs.get("Name", "").lstrip("/"),
+        "id": attrs.get("Id", ""),
         "image": config.get("Image", ""),
         "image_id": attrs.get("Image", ""),
         "running": bool(attrs.get("State", {}).get("Running")),
-        "config": spec,
-        "host_config": attrs.get("HostConfig", {}),
-        "endpoints": endpoints,
+        "env": sorted(item.split("=", 1)[0] for item in config.get("Env") or []),
+        "labels": sorted(config.get("Labels") or {}),
+        "mounts": len(host.get("Binds") or []) + len(host.get("Mounts") or []),
+        "network_mode": host.get("NetworkMode") or "default",
+        "networks": sorted(spec["endpoints"]),
+        "restart_policy": (host.get("RestartPolicy") or {}).get("Name") or "no",
     }
 
 
 def _recreate_preview(ctx: ToolContext[RecreateParams], before: dict[str, Any]) -> str:
     if before["image"] == ctx.params.image:
         return f"no-op: container {ctx.where()} already runs {ctx.params.image}"
-    mounts = len(before["host_config"].get("Binds") or []) + len(
-        before["host_config"].get("Mounts") or []
-    )
-    env = len(before["config"].get("environment") or [])
     return (
         f"recreate container {ctx.where()}: image {before['image']} → {ctx.params.image} "
-        f"(same config: {env} env vars, {mounts} mounts, network "
-        f"{before['host_config'].get('NetworkMode') or 'default'}, restart policy "
-        f"{(before['host_config'].get('RestartPolicy') or {}).get('Name') or 'no'})"
+        f"(same config: {len(before['env'])} env vars, {before['mounts']} mounts, network "
+        f"{before['network_mode']}, restart policy {before['restart_policy']})"
     )
 
 
@@ -399,9 +413,16 @@ def _recreate_preview(ctx: ToolContext[RecreateParams], before: dict[str, Any]) 
 def recreate(ctx: ToolContext[RecreateParams]) -> dict[str, Any]:
     client = client_for(ctx)
     container = container_for(ctx)
-    before = ctx.before or capture_recreate(ctx)
     if container.attrs.get("Config", {}).get("Image") == ctx.params.image:
         return _state_after(container, f"{ctx.where()} already runs {ctx.params.image}")
+    if ctx.before and ctx.before.get("id") not in (None, container.id):
+        raise ToolFailure(
+            ToolErrorKind.CONFLICT,
+            f"container {ctx.where()} was replaced since this change was prepared "
+            f"({str(ctx.before['id'])[:12]} → {container.id[:12]}): prepare it again",
+        )
+    spec = recreate_spec(container)
+    name = container.name
     try:
         client.images.get(ctx.params.image)
     except ImageNotFound:
@@ -412,7 +433,6 @@ def recreate(ctx: ToolContext[RecreateParams]) -> dict[str, Any]:
             ) from None
         client.images.pull(ctx.params.image)
 
-    name = before["name"]
     suffix = (ctx.change_id or datetime.now(UTC).strftime("%H%M%S"))[:8]
     old_name = f"{name}-replaced-{suffix}"
     was_running = container.status == "running"
@@ -425,21 +445,21 @@ def recreate(ctx: ToolContext[RecreateParams]) -> dict[str, Any]:
             client.api.create_networking_config(
                 {
                     net: client.api.create_endpoint_config(aliases=ep.get("Aliases"))
-                    for net, ep in before["endpoints"].items()
+                    for net, ep in spec["endpoints"].items()
                 }
             )
-            if before["endpoints"]
+            if spec["endpoints"]
             else None
         )
         created = client.api.create_container(
             image=ctx.params.image,
             name=name,
-            host_config=before["host_config"],
+            host_config=spec["host_config"],
             networking_config=networking,
-            **before["config"],
+            **spec["config"],
         )
         new_id = created["Id"]
-        if was_running or before["running"]:
+        if was_running or (ctx.before or {}).get("running"):
             client.api.start(new_id)
     except (APIError, DockerException) as exc:
         # Put the old container back exactly as it was; the change did not happen.

@@ -10,7 +10,8 @@ The TargetRef resource is the database (``postgres:main/appdb``); tables, indexe
 are parameters. Names are looked up in the catalog with bound values before anything runs (an
 unknown name is a NOT_FOUND error, never a statement) and reach SQL only as
 ``psycopg.sql.Identifier``. Session-killing tools never touch superusers, replication or other
-non-client backends, nor homelab-agents' own sessions, and record every session they end.
+non-client backends, nor homelab-agents' own sessions (by the roles the target logs in as, never by
+application_name), and record every session they end.
 """
 
 # Importing the modules registers their tools on TOOLSET, in this order.

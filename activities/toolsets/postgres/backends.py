@@ -1,7 +1,8 @@
 """Cancelling queries and ending sessions.
 
-Never superusers, replication or other non-client backends, nor homelab-agents' own sessions;
-every session ended is recorded.
+Never superusers, replication or other non-client backends, nor homelab-agents' own sessions (the
+roles its targets log in as: an application_name is whatever a client says it is); every session
+ended is recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.catalog import ToolContext, ToolFailure
 from activities.toolsets.postgres.client import (
-    APPLICATION_NAME,
     CLIENT_BACKEND,
     IDLE_IN_TRANSACTION,
     SIGNAL_WAIT,
@@ -98,7 +98,7 @@ SELECT a.pid, {fn}(a.pid) AS signalled
 FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
 WHERE a.pid = %(pid)s AND a.backend_start = %(backend_start)s::timestamptz
   AND a.backend_type = 'client backend' AND NOT r.rolsuper AND a.pid <> pg_backend_pid()
-  AND a.application_name NOT LIKE %(ours)s
+  AND a.usename <> current_user AND NOT a.usename = ANY(%(ours)s::text[])
   AND (%(query_start)s::timestamptz IS NULL OR a.query_start = %(query_start)s::timestamptz)
   AND (%(xact_start)s::timestamptz IS NULL OR a.xact_start = %(xact_start)s::timestamptz)
   AND (%(state_change)s::timestamptz IS NULL OR a.state_change = %(state_change)s::timestamptz)
@@ -125,7 +125,7 @@ async def _signal(
                 "query_start": query_start,
                 "xact_start": xact_start,
                 "state_change": state_change,
-                "ours": f"{APPLICATION_NAME}%",
+                "ours": client_for(ctx).own_roles,
             },
         )
         row = await cur.fetchone()

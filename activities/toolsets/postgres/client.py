@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import ipaddress
 import math
+import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +29,7 @@ from core.models import ToolErrorKind
 from core.redact import redact_text
 from core.targets import PostgresTarget
 
-APPLICATION_NAME = "homelab-agents"
+APPLICATION_NAME = "homelab-agents"  # a label for pg_stat_activity readers, never a protection
 QUERY_CHARS = 300
 SIGNAL_WAIT = 5.0  # seconds to wait for a cancelled query / terminated backend to be gone
 CLIENT_BACKEND = "client backend"
@@ -151,6 +153,11 @@ class PostgresClient:
         self.maintenance_user = str(
             conninfo_to_dict(maint.get_secret_value()).get("user") or "(default user)"
         )
+        self.own_roles = sorted(
+            {login_role(target.read_dsn.get_secret_value()), login_role(maint.get_secret_value())}
+        )
+        """The roles the agents log in as: their sessions are never cancelled or terminated. By
+        role, not application_name, which any client may set to anything."""
 
     def conninfo(
         self, dbname: str | None, *, maintenance: bool = False, timeout_ms: int = 0
@@ -261,6 +268,11 @@ class PostgresClient:
         task = loop.create_task(self.aclose())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+def login_role(dsn: str) -> str:
+    """The role a DSN logs in as: its ``user``, else libpq's default (PGUSER, else the OS user)."""
+    return str(conninfo_to_dict(dsn).get("user") or os.environ.get("PGUSER") or getpass.getuser())
 
 
 def make_client(target: PostgresTarget) -> PostgresClient:

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.catalog import ToolContext, ToolFailure
 from activities.toolsets.postgres.client import (
-    APPLICATION_NAME,
     client_for,
     plain,
     query_text,
@@ -121,7 +120,8 @@ SELECT a.pid, a.datname AS database, a.usename AS user, a.application_name AS ap
          AS blocked_by,
        a.query,
        CASE
-         WHEN a.application_name LIKE %(ours)s THEN 'a homelab-agents session'
+         WHEN a.usename = current_user OR a.usename = ANY(%(ours)s::text[])
+           THEN 'a homelab-agents session (role ' || a.usename || ')'
          WHEN a.backend_type IS DISTINCT FROM 'client backend'
            THEN 'not a client backend (' || coalesce(a.backend_type, 'unknown') || ')'
          WHEN r.rolsuper IS NULL THEN 'session of an unknown role'
@@ -149,7 +149,7 @@ async def sessions(
     ctx: ToolContext[Any], db: str | None = None, pid: int | None = None
 ) -> list[dict[str, Any]]:
     rows = await client_for(ctx).fetch(
-        None, _SESSIONS_SQL, {"db": db, "pid": pid, "ours": f"{APPLICATION_NAME}%"}
+        None, _SESSIONS_SQL, {"db": db, "pid": pid, "ours": client_for(ctx).own_roles}
     )
     return [_session(r) for r in rows]
 
