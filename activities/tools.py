@@ -156,11 +156,15 @@ class ToolRunner:
         facts = spec.facts(ctx, before) if spec.facts else preview
         # Undoing a change puts back what was there: not a new risk, whatever direction it goes.
         risks = spec.risks(ctx, before) if spec.risks and not ctx.restores else []
+        if compensation is not None:  # into history: text-redacted like the rest
+            compensation.params = redact(compensation.params, mask_secret_keys=False)
         return PreparedWrite(
             risks=risks,
             binding=binding(spec.name, str(ctx.ref), ctx.params.model_dump(mode="json"), facts),
-            before=before,
-            preview=preview,
+            # History, the approval request and the Web UI see these: no secret text in them
+            # (toolsets keep secrets out of before-states; this is the net under them).
+            before=redact(before, mask_secret_keys=False),
+            preview=redact_text(preview),
             noop=bool(spec.is_noop and spec.is_noop(ctx, before)),
             reversibility=reversibility,
             compensation=compensation,

@@ -275,7 +275,8 @@ async def test_planted_secrets_surface_nowhere(
                             "api_key_env": "SEC_LLM_KEY",
                             "timeout": "10s",
                         }
-                    ]
+                    ],
+                    "offer": ["docker.recreate"],  # beyond the runbook's own: a human's choice
                 },
                 telegram={
                     "token": s.telegram,
