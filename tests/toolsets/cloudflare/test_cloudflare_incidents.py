@@ -76,6 +76,14 @@ async def test_failed_verification_restores_the_old_record(
         await stack.wait_state(wid, lambda s: s.pending_approval is not None)
         zone.lag_dns()  # the authoritative servers keep serving 192.0.2.99
         await approve(stack, wid)
+        # Putting the old record back is a HARD write too: a human approves the rollback.
+        undo = await stack.wait_state(
+            wid, lambda s: s.pending_approval is not None and s.verification is not None, 120
+        )
+        assert undo.pending_approval is not None
+        assert "content 192.0.2.30 → 192.0.2.99" in undo.pending_approval.preview
+        assert zone.find("shop.example.test")[0]["content"] == "192.0.2.30"  # not yet undone
+        await approve(stack, wid)
         state = await stack.result(wid, timeout=120)
 
         assert state.outcome is Outcome.ROLLED_BACK, state.notes
