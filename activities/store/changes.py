@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from activities.store.base import StoreBase
 from activities.store.schema import as_json, changes
+from core.learning import POLICY_WORKFLOW as POLICY_STEP
 from core.models import ChangeRecord, ChangeResult
 
 
@@ -46,35 +47,40 @@ def _row_change(row: sa.Row[Any], rolled_back_by: str = "") -> ChangeRecord:
     )
 
 
+def change_values(record: ChangeRecord) -> dict[str, Any]:
+    """A change record as a row of the change log."""
+    return {
+        "change_id": record.change_id,
+        "incident_id": record.incident_id,
+        "workflow_id": record.workflow_id,
+        "run_id": record.run_id,
+        "at": record.at,
+        "step": record.step,
+        "action": record.action,
+        "target": record.target,
+        "params": as_json(record.params),
+        "level": record.level.value,
+        "level_reasons": record.level_reasons,
+        "approval": record.approval.value,
+        "approver": record.approver,
+        "dry_run": record.dry_run,
+        "before_state": as_json(record.before),
+        "after_state": as_json(record.after),
+        "result": record.result.value,
+        "error": record.error,
+        "preview": record.preview,
+        "reversibility": record.reversibility.value,
+        "rollback_action": record.rollback_action,
+        "rollback_params": as_json(record.rollback_params),
+        "rollback_of": record.rollback_of,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+    }
+
+
 class ChangeLog(StoreBase):
     def record_change(self, record: ChangeRecord) -> bool:
-        values = {
-            "change_id": record.change_id,
-            "incident_id": record.incident_id,
-            "workflow_id": record.workflow_id,
-            "run_id": record.run_id,
-            "at": record.at,
-            "step": record.step,
-            "action": record.action,
-            "target": record.target,
-            "params": as_json(record.params),
-            "level": record.level.value,
-            "level_reasons": record.level_reasons,
-            "approval": record.approval.value,
-            "approver": record.approver,
-            "dry_run": record.dry_run,
-            "before_state": as_json(record.before),
-            "after_state": as_json(record.after),
-            "result": record.result.value,
-            "error": record.error,
-            "preview": record.preview,
-            "reversibility": record.reversibility.value,
-            "rollback_action": record.rollback_action,
-            "rollback_params": as_json(record.rollback_params),
-            "rollback_of": record.rollback_of,
-            "started_at": record.started_at,
-            "finished_at": record.finished_at,
-        }
+        values = change_values(record)
         with self._tx() as conn:
             return self._insert_ignore(conn, changes, values)
 
@@ -121,6 +127,7 @@ class ChangeLog(StoreBase):
             .where(changes.c.at >= since)
             .where(changes.c.result == ChangeResult.APPLIED.value)
             .where(changes.c.dry_run.is_(False))
+            .where(changes.c.step != POLICY_STEP)  # a policy change is not a write on the target
         )
         with self._tx() as conn:
             return int(conn.execute(query).scalar() or 0)

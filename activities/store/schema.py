@@ -249,6 +249,59 @@ findings = sa.Table(
     sa.Column("resolved_at", UTCDateTime, nullable=True),
 )
 
+# --- learning (migration 7): verified outcomes per action, learned restrictions, accepted
+# overrides. Outcomes are derived from each closed incident's record (rewritten if the record is);
+# restrictions and overrides are policy state whose every change is also in the change log.
+
+action_outcomes = sa.Table(
+    "action_outcomes",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("action_id", sa.String(64), primary_key=True),
+    sa.Column("change_id", sa.String(64), nullable=False, index=True),
+    sa.Column("alert", sa.String(200), nullable=False),
+    sa.Column("service", sa.String(50), nullable=False),
+    sa.Column("target_kind", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("approval", sa.String(16), nullable=False),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("verified", sa.Boolean, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_action_outcomes_group", "alert", "target_kind", "at"),
+    sa.Index("ix_action_outcomes_target", "action", "target"),
+)
+
+learned_restrictions = sa.Table(
+    "learned_restrictions",
+    metadata,
+    sa.Column("action", sa.String(100), primary_key=True),
+    sa.Column("target", sa.String(300), primary_key=True),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("cleared_by", sa.String(200), nullable=False),
+    sa.Column("cleared_at", UTCDateTime, nullable=True),
+)
+
+policy_overrides = sa.Table(
+    "policy_overrides",
+    metadata,
+    sa.Column("action", sa.String(100), primary_key=True),
+    sa.Column("target", sa.String(300), primary_key=True),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("accepted_by", sa.String(200), nullable=False),
+    sa.Column("accepted_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("change_id", sa.String(64), nullable=False),
+)
+
 APPEND_ONLY = ("changes", "approvals", "control_events")
 
 
@@ -317,6 +370,14 @@ def _m6_findings(conn: Connection) -> None:
     metadata.create_all(conn, tables=[findings])
 
 
+def _m7_learning(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[action_outcomes, learned_restrictions, policy_overrides])
+    # Flapping looks up recent fixes of one alert on one target.
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_incidents_alert_target ON incidents (alert, target)"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
@@ -324,6 +385,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "llm usage ledger and response cache", _m4_llm),
     (5, "target locks and their waiters", _m5_target_locks),
     (6, "scheduled findings", _m6_findings),
+    (7, "learning: action outcomes, learned restrictions, accepted overrides", _m7_learning),
 ]
 
 
