@@ -162,6 +162,14 @@ def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
         record = request.recall.record(action.tool)
         if record is not None and record.line:
             notes.append(f"record: {record.line}")
+    if request.recall.incidents:
+        best = request.recall.incidents[0]
+        notes.append(
+            f"recalled {len(request.recall.incidents)} similar incident(s); closest "
+            f"{best.workflow_id} ({best.score:.2f}): {best.outcome}"
+            + (f" ({', '.join(best.actions)})" if best.actions else "")
+        )
+    notes.extend(f"memory: {n}" for n in request.recall.notes)
     hypotheses = [
         Hypothesis(statement=h, evidence=[e.key for e in request.evidence if e.ok], confidence=0.6)
         for h in runbook.hypotheses

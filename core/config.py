@@ -160,6 +160,11 @@ class EmbedderSettings(Section):
 
 
 class MemorySettings(Section):
+    enabled: bool = Field(
+        default=True,
+        description="remember closed incidents and recall them when planning; off: plans "
+        "ignore the past (learned restrictions and the flapping guard still apply)",
+    )
     qdrant: str = Field(
         default="",
         description="http(s)://host:6333 for a Qdrant server, or a local path "

@@ -741,6 +741,8 @@ def memory_status(as_json: bool = JsonOpt) -> None:
         raise fail(str(exc)) from exc
     except Exception as exc:
         raise fail(f"incident memory at {settings.memory_location}: {exc}") from exc
+    finally:
+        vectors.close()
     info = {"location": settings.memory_location, "embedder": embedder.name, "collections": counts}
     if as_json:
         dump(info)

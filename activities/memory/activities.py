@@ -125,6 +125,8 @@ class MemoryActivities:
 
     async def store_incident(self, state: IncidentState, run_id: str) -> Remembered:
         """Embed and upsert one closed incident (the activity, and `memory reindex`)."""
+        if not self.memory.enabled:
+            return Remembered(stored=False, reason="memory.enabled is off")
         triage = state.triage
         if state.outcome is None or triage is None or triage.target is None:
             return Remembered(stored=False, reason="nothing to remember: no target or not closed")
@@ -152,6 +154,8 @@ class MemoryActivities:
 
     @activity.defn(name=contracts.MEMORY_RECALL.name)
     async def recall(self, request: RecallRequest) -> Recall:
+        if not self.memory.enabled:
+            return Recall()
         started = time.perf_counter()
         now = datetime.now(UTC)
         rows = await asyncio.to_thread(

@@ -17,6 +17,7 @@ worker opens it on first use and keeps it, and every user in one process shares 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import re
 import threading
@@ -78,6 +79,17 @@ def close_local(path: str) -> None:
         client = _local_clients.pop(path, None)
     if client is not None:
         client.close()
+
+
+@atexit.register
+def _close_all_local() -> None:
+    """Close embedded stores while the interpreter can still import (qdrant-client's ``__del__``
+    at shutdown cannot)."""
+    for path in list(_local_clients):
+        try:
+            close_local(path)
+        except Exception:  # exiting anyway: never mask the real exit status
+            pass
 
 
 class VectorStore:
@@ -222,9 +234,14 @@ class VectorStore:
             }
 
     def close(self) -> None:
+        """Release the client (an embedded store's directory lock too: for every user of it in
+        this process, so only its owner calls this)."""
         with self._lock:
-            if self._client is not None and self.server:
-                self._client.close()
+            if self._client is not None:
+                if self.server:
+                    self._client.close()
+                else:
+                    close_local(self.location)
             self._client = None
             self._ready.clear()
 
