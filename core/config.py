@@ -181,7 +181,7 @@ class MemorySettings(Section):
         default=timedelta(days=30), description="an outcome this old counts half in the record"
     )
     record_window: int = Field(
-        default=500, ge=10, description="latest outcomes per alert and kind of target counted"
+        default=200, ge=10, description="latest outcomes per alert and kind of target counted"
     )
     flapping: FlapLimit = Field(default_factory=FlapLimit)
     restrict_after: int = Field(

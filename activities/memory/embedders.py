@@ -38,8 +38,9 @@ class Embedder(Protocol):
 
 
 def checked(vector: list[float], who: str) -> list[float]:
-    """A usable vector, or EmbeddingError: a zero or non-finite vector would match nothing (or
-    everything) and poison the collection."""
+    """The vector at unit length (the store scores by dot product: cosine for unit vectors), or
+    EmbeddingError: a zero or non-finite vector would match nothing (or everything) and poison
+    the collection."""
     if not vector:
         raise EmbeddingError(f"{who} returned an empty vector")
     total = 0.0
@@ -49,7 +50,8 @@ def checked(vector: list[float], who: str) -> list[float]:
         total += value * value
     if total <= 1e-12:
         raise EmbeddingError(f"{who} returned a zero vector")
-    return vector
+    norm = math.sqrt(total)
+    return [value / norm for value in vector]
 
 
 def slug(text: str) -> str:
@@ -144,9 +146,9 @@ class LiteLLMEmbedder:
         except Exception as exc:  # any provider failure: no vector, never a guess
             message = redact_text(f"{type(exc).__name__}: {exc}")[:300]
             raise EmbeddingError(f"{self.settings.model}: {message}") from None
-        checked(vector, self.settings.model)
-        self.dimensions = len(vector)
-        return vector
+        unit = checked(vector, self.settings.model)
+        self.dimensions = len(unit)
+        return unit
 
 
 def make_embedder(settings: EmbedderSettings) -> Embedder:

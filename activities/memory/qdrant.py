@@ -147,8 +147,10 @@ class VectorStore:
             try:
                 client.create_collection(
                     name,
+                    # Vectors arrive at unit length: dot product is their cosine, without
+                    # the embedded mode re-normalising every stored vector on each search.
                     vectors_config=models.VectorParams(
-                        size=dimension, distance=models.Distance.COSINE
+                        size=dimension, distance=models.Distance.DOT
                     ),
                 )
             except Exception:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,6 +141,26 @@ def _policy_change(
     )
 
 
+def _count_votes(rows: list[Outcome], votes: Sequence[Any]) -> None:
+    """👍/👎 onto outcomes. A vote names a workflow and an action (or the whole incident); it
+    belongs to the run of that workflow that closed last before the vote."""
+    runs: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    by_run: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
+    for r in rows:
+        runs[r.workflow_id].append((r.at, r.run_id))
+        by_run[(r.workflow_id, r.run_id)].append(r)
+    for vote in votes:
+        closed = sorted(run for run in runs[vote.workflow_id] if run[0] <= vote.at)
+        if not closed:
+            continue
+        for r in by_run[(vote.workflow_id, closed[-1][1])]:
+            if vote.action_id in ("", r.action_id):
+                if vote.rating > 0:
+                    r.thumbs_up += 1
+                else:
+                    r.thumbs_down += 1
+
+
 class Learning(StoreBase):
     # --- outcomes -------------------------------------------------------------------------------
 
@@ -155,97 +176,89 @@ class Learning(StoreBase):
     ) -> list[Outcome]:
         """Outcome rows, newest first, with their rollbacks and 👍/👎 as of now."""
         t = action_outcomes.c
-        query = sa.select(action_outcomes).order_by(t.at.desc())
-        for column, value in ((t.alert, alert), (t.target_kind, kind), (t.action, action)):
-            if value is not None:
-                query = query.where(column == value)
-        if target is not None:
-            query = query.where(t.target == target)
+        where = [
+            column == value
+            for column, value in (
+                (t.alert, alert),
+                (t.target_kind, kind),
+                (t.action, action),
+                (t.target, target),
+            )
+            if value is not None
+        ]
         if since is not None:
-            query = query.where(t.at > since)
-        if limit is not None:
-            query = query.limit(limit)
-        with self._tx() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-            return self._with_afterwards(conn, rows)
-
-    def _with_afterwards(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Outcome]:
-        if not rows:
-            return []
-        ids = [r["change_id"] for r in rows]
-        undone: set[str] = set()
-        for chunk in range(0, len(ids), 500):
-            undone.update(
-                conn.execute(
-                    sa.select(changes.c.rollback_of)
-                    .where(changes.c.rollback_of.in_(ids[chunk : chunk + 500]))
-                    .where(changes.c.result == ChangeResult.APPLIED.value)
-                ).scalars()
-            )
-        votes = self._votes(conn, rows)
-        out = []
-        for r in rows:
-            up, down = votes.get((r["workflow_id"], r["run_id"], r["action_id"]), (0, 0))
-            out.append(
-                Outcome(
-                    workflow_id=r["workflow_id"],
-                    run_id=r["run_id"],
-                    action_id=r["action_id"],
-                    change_id=r["change_id"],
-                    alert=r["alert"],
-                    target_kind=r["target_kind"],
-                    target=r["target"],
-                    action=r["action"],
-                    approval=r["approval"],
-                    result=r["result"],
-                    verified=r["verified"],
-                    at=r["at"],
-                    rolled_back=r["change_id"] in undone,
-                    thumbs_up=up,
-                    thumbs_down=down,
-                )
-            )
-        return out
-
-    def _votes(
-        self, conn: Connection, rows: list[dict[str, Any]]
-    ) -> dict[tuple[str, str, str], tuple[int, int]]:
-        """👍/👎 per outcome. A vote names a workflow and an action (or the whole incident); it
-        belongs to the run of that workflow that closed last before the vote."""
-        runs: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-        actions: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for r in rows:
-            runs[r["workflow_id"]].append((r["at"], r["run_id"]))
-            actions[(r["workflow_id"], r["run_id"])].append(r["action_id"])
-        wids = list(runs)
-        found: list[Any] = []
-        for chunk in range(0, len(wids), 500):
-            found.extend(
-                conn.execute(
-                    sa.select(feedback).where(feedback.c.workflow_id.in_(wids[chunk : chunk + 500]))
-                )
-            )
-        votes: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        for vote in found:
-            closed = sorted(r for r in runs[vote.workflow_id] if r[0] <= vote.at)
-            if not closed:
-                continue
-            run_id = closed[-1][1]
-            named = actions[(vote.workflow_id, run_id)]
-            for action_id in named if not vote.action_id else [vote.action_id]:
-                if action_id in named:
-                    votes[(vote.workflow_id, run_id, action_id)][0 if vote.rating > 0 else 1] += 1
-        return {k: (v[0], v[1]) for k, v in votes.items()}
+            where.append(t.at > since)
+        return self._outcomes(where, limit)
 
     def run_outcomes(self, keys: list[tuple[str, str]]) -> list[Outcome]:
         """The outcome rows of these (workflow id, run id) incidents (recalled ones)."""
         if not keys:
             return []
         t = action_outcomes.c
-        cond = sa.or_(*((t.workflow_id == w) & (t.run_id == r) for w, r in keys))
+        return self._outcomes([sa.or_(*((t.workflow_id == w) & (t.run_id == r) for w, r in keys))])
+
+    def _outcomes(self, where: list[Any], limit: int | None = None) -> list[Outcome]:
+        """One query for the rows and whether each was rolled back since, one for their votes
+        (both bounded by the same filter: no id lists bound as parameters)."""
+        t = action_outcomes.c
+        undo = changes.alias("undo")
+        undone = (
+            sa.exists()
+            .where(undo.c.rollback_of == t.change_id)
+            .where(undo.c.result == ChangeResult.APPLIED.value)
+        )
+        columns = [
+            t.workflow_id,
+            t.run_id,
+            t.action_id,
+            t.change_id,
+            t.alert,
+            t.target_kind,
+            t.target,
+            t.action,
+            t.approval,
+            t.result,
+            t.verified,
+            t.at,
+        ]
+        query = sa.select(*columns, undone.label("rolled_back")).where(*where)
+        query = query.order_by(t.at.desc())
+        picked = sa.select(t.workflow_id).where(*where).order_by(t.at.desc())
+        if limit is not None:
+            query, picked = query.limit(limit), picked.limit(limit)
         with self._tx() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(sa.select(action_outcomes).where(cond))]
-            return self._with_afterwards(conn, rows)
+            rows = conn.execute(query).all()
+            if not rows:
+                return []
+            votes = conn.execute(
+                sa.select(
+                    feedback.c.workflow_id,
+                    feedback.c.action_id,
+                    feedback.c.rating,
+                    feedback.c.at,
+                ).where(feedback.c.workflow_id.in_(picked.scalar_subquery()))
+            ).all()
+        out = [
+            Outcome(
+                workflow_id=r.workflow_id,
+                run_id=r.run_id,
+                action_id=r.action_id,
+                change_id=r.change_id,
+                alert=r.alert,
+                target_kind=r.target_kind,
+                target=r.target,
+                action=r.action,
+                approval=r.approval,
+                result=r.result,
+                verified=r.verified,
+                at=r.at,
+                rolled_back=bool(r.rolled_back),
+            )
+            for r in rows
+        ]
+        if votes:
+            _count_votes(out, votes)
+        return out
 
     # --- flapping -------------------------------------------------------------------------------
 

@@ -324,3 +324,34 @@ def test_write_failures_and_dry_runs_do_not_teach_anything(store: Store) -> None
     store.record_incident(state, "r1")
     rows = store.outcomes()
     assert [(r.result, r.verified, r.failure) for r in rows] == [("failed", None, False)]
+
+
+async def test_the_record_is_exported_as_metrics_from_the_store(
+    store: Store, settings: Settings
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from activities.memory.metrics import publish_records
+
+    acts = RecordActivities(store, settings.memory)
+    fixed, undone = [Step("docker.start")], [Step("docker.start", rolled_back=True)]
+    await record(acts, incident(WEB, fixed), fixed)
+    await record(acts, incident(DB, undone, verified=False), undone)
+    publish_records(store, settings.memory)
+    labels = {"alert": "ContainerKilled", "target_kind": "docker:*/*", "action": "docker.start"}
+    assert REGISTRY.get_sample_value("homelab_action_record_score", labels) == 0.5
+    for outcome, n in (("verified", 1), ("failed_verification", 1), ("rolled_back", 1)):
+        value = REGISTRY.get_sample_value(
+            "homelab_action_record_outcomes", {**labels, "outcome": outcome}
+        )
+        assert value == n, outcome
+    store.record_feedback(  # a vote through the bot (another process) shows at the next scrape
+        store.outcomes(target=WEB)[0].workflow_id, "", -1, "telegram:1"
+    )
+    assert (
+        REGISTRY.get_sample_value(
+            "homelab_action_record_outcomes", {**labels, "outcome": "thumbs_down"}
+        )
+        == 1
+    )
+    assert REGISTRY.get_sample_value("homelab_action_record_score", labels) < 0.5
