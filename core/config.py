@@ -148,7 +148,7 @@ class EmbedderSettings(Section):
         default=None,
         ge=16,
         le=8192,
-        description="hashing: vector size (default 512); providers: sent as `dimensions` when set",
+        description="hashing: vector size (default 256); providers: sent as `dimensions` when set",
     )
     api_base: str | None = None
     api_key_env: str | None = Field(default=None, description="environment variable with the key")

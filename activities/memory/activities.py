@@ -65,38 +65,27 @@ def describe(row: Outcome) -> str:
 
 
 def payload(state: IncidentState, run_id: str) -> dict[str, object]:
-    """What a point carries: enough to show a past incident without the SQL store."""
+    """What a point carries: enough to show a past incident without the SQL store, and small
+    (the embedded store holds every payload in memory)."""
     triage = state.triage
     assert triage is not None and triage.target is not None
-    target = str(triage.target)
     verified = state.verification.passed if state.verification else None
     closed = state.closed_at or state.opened_at
+    actions = []
+    for o in state.actions:
+        status = o.result.value
+        if o.result.value == "applied" and verified is not None:
+            status = "verified" if verified else "failed verification"
+        actions.append(f"{o.action.tool}: {status}")
     return {
         "workflow_id": state.workflow_id,
         "run_id": run_id,
         "alert": state.alert.name,
         "service": triage.service,
-        "target": target,
-        "target_kind": target_kind(target),
-        "runbook": triage.runbook.name if triage.runbook else "",
+        "target": str(triage.target),
         "outcome": state.outcome.value if state.outcome else "",
-        "opened_at": state.opened_at.isoformat(),
         "closed_at": closed.isoformat(),
-        "duration_s": round((closed - state.opened_at).total_seconds(), 3),
-        "summary": (state.alert.annotations.get("summary") or "")[:300],
-        "actions": [
-            {
-                "id": o.action.id,
-                "tool": o.action.tool,
-                "level": o.level.value,
-                "approval": o.approval.value,
-                "result": o.result.value,
-                "verified": verified if o.result.value == "applied" else None,
-            }
-            for o in state.actions
-        ],
-        "verified": verified,
-        "rollbacks": len(state.rollbacks),
+        "actions": actions,
     }
 
 
@@ -209,7 +198,7 @@ class MemoryActivities:
                 actions = [describe(r) for r in rows]
                 feedback = sum(r.thumbs_up - r.thumbs_down for r in rows)
             else:
-                actions = [f"{a['tool']}: {a['result']}" for a in p.get("actions", [])]
+                actions = [str(a) for a in p.get("actions", [])]
                 feedback = 0
             closed = p.get("closed_at")
             out.append(

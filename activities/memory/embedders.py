@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from core.config import EmbedderSettings
 from core.redact import redact_text
 
-DEFAULT_DIMENSIONS = 512
+DEFAULT_DIMENSIONS = 256
 
 
 class EmbeddingError(Exception):

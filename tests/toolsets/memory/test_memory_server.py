@@ -45,13 +45,13 @@ async def test_one_collection_per_embedder_filtered_by_service_and_alert(
     for state in (web, oom, host):
         await record(records, state, [Step(a.action.tool) for a in state.actions])
         done = await remember(memory, state)
-        assert done.stored and done.collection == "incidents-hashing-512", done
+        assert done.stored and done.collection == "incidents-hashing-256", done
     again = await remember(memory, web)  # a retried activity: the same point
     assert again.point_id == (await remember(memory, web)).point_id
 
-    assert memory.vectors.count() == {"incidents-hashing-512": 3}
+    assert memory.vectors.count() == {"incidents-hashing-256": 3}
     assert qdrant.indexes == {
-        "incidents-hashing-512": {"service": "keyword", "alert": "keyword", "target": "keyword"}
+        "incidents-hashing-256": {"service": "keyword", "alert": "keyword", "target": "keyword"}
     }
     assert len(qdrant.calls("create")) == 1
     assert all(r.header("api-key") == "qdrant-secret" for r in qdrant.requests)

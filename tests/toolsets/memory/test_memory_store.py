@@ -94,7 +94,7 @@ async def test_recall_finds_similar_incidents_of_its_service_and_alert_only(
     assert recall.incidents[0].score > recall.incidents[-1].score
     assert recall.incidents[0].actions == ["docker.start: verified"]
     assert recall.incidents[-1].actions == ["docker.start: rolled back"]
-    assert recall.embedder == "hashing-512"
+    assert recall.embedder == "hashing-256"
     start = recall.record("docker.start")
     assert start is not None
     assert start.line.startswith("docker.start fixed ContainerKilled on web 2 of 2 times, last ")
@@ -134,7 +134,7 @@ async def test_embedders_never_mix_their_vectors(
     try:
         monkeypatch.setenv("FAKE_EMBED_KEY", "sk-test")
         hashing = memory_factory(settings)
-        small = memory_factory(with_embedder(settings, dimensions=256))
+        small = memory_factory(with_embedder(settings, dimensions=128))
         provider = memory_factory(
             with_embedder(
                 settings,
@@ -165,8 +165,8 @@ async def test_embedders_never_mix_their_vectors(
         }
         counts = hashing.vectors.count()
         assert {n.split("--")[0] for n in counts} == {
-            "incidents-hashing-512",
             "incidents-hashing-256",
+            "incidents-hashing-128",
             "incidents-openai-fake-embed-64",
         }
         assert all(n == 1 for n in counts.values())
