@@ -355,3 +355,36 @@ async def test_the_record_is_exported_as_metrics_from_the_store(
         == 1
     )
     assert REGISTRY.get_sample_value("homelab_action_record_score", labels) < 0.5
+
+
+async def test_learning_on_postgresql(postgres: Any, settings: Settings) -> None:
+    """The same queries on the other backend the store supports (the compose deployment's)."""
+    import uuid as _uuid
+
+    name = f"learn_{_uuid.uuid4().hex[:8]}"
+    postgres.createdb(name)
+    store = Store(postgres.url(name))
+    try:
+        acts = RecordActivities(store, settings.memory)
+        undone = [Step("docker.restart", rolled_back=True)]
+        for _ in range(2):
+            await record(acts, incident(WEB, undone, verified=False), undone)
+        approved = Step(
+            "docker.stop", approval=ApprovalVerdict.APPROVED, approver="alice", level=RiskLevel.HARD
+        )
+        for _ in range(settings.memory.suggest_after):
+            await record(acts, state := incident(WEB, [approved]), [approved])
+        store.record_feedback(state.workflow_id, "", 1, "telegram:1")
+        found = {r.action: r for r in records(store.outcomes(), NOW, timedelta(days=30))}
+        assert found["docker.restart"].rolled_back == 2 and found["docker.stop"].thumbs_up == 1
+        restriction = store.restriction("docker.restart", WEB)
+        assert restriction is not None and restriction["active"]
+        catalog = default_catalog()
+        assert [p.suggestion.action for p in suggest(settings, store, catalog)] == ["docker.stop"]
+        accept(settings, store, catalog, "docker.stop", WEB, RiskLevel.SOFT, "cli:alice", "")
+        assert level_now(settings, store, catalog, "docker.stop", WEB).level is RiskLevel.SOFT
+        store.clear_restriction("docker.restart", WEB, "cli:alice", "")
+        fixes = store.recent_fixes("ContainerKilled", WEB, NOW - timedelta(hours=1))
+        assert len(fixes) == settings.memory.suggest_after
+    finally:
+        store.close()

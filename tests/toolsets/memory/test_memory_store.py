@@ -100,6 +100,10 @@ async def test_recall_finds_similar_incidents_of_its_service_and_alert_only(
     assert start.line.startswith("docker.start fixed ContainerKilled on web 2 of 2 times, last ")
     assert start.line.endswith("; 1 failed verification on db")
     assert recall.record("docker.update_resources") is None  # another alert's record
+    lines = recall.lines()  # for humans: the record, then the closest incidents
+    assert lines[0] == start.line
+    assert lines[1].startswith(f"similar ({recall.incidents[0].score:.2f}): ")
+    assert lines[1].endswith("resolved (docker.start: verified)")
 
     strict = MemoryActivities(
         memory.settings.model_copy(
