@@ -1,9 +1,11 @@
 """The deterministic runbook planner: the floor every LLM provider chain ends on.
 
-Remediations whose ``when`` conditions hold on the gathered evidence become actions, in runbook
-order, with parameters resolved from evidence (``{from: inspect.memory_limit, scale: 2, max: 2g}``).
-The result is validated like any other plan: tools exist, parameters validate, the target is the
-incident's.
+Remediations whose ``when`` conditions hold on the gathered evidence become actions, with
+parameters resolved from evidence (``{from: inspect.memory_limit, scale: 2, max: 2g}``). When more
+than one applies, the one with the better verified record for this alert and kind of target goes
+first (the recall in the request; ties and unknowns keep runbook order), unless the runbook pins
+its order (``order: pinned``: steps that build on each other). The result is validated like any
+other plan: tools exist, parameters validate, the target is the incident's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from activities.catalog import Catalog, ToolFailure
 from core.expectations import _MISSING, check, lookup
+from core.memory import Recall
 from core.models import (
     Action,
     Alert,
@@ -74,16 +77,42 @@ def resolve_param(spec: Any, evidence: dict[str, Evidence]) -> Any:
     return int(round(number / step) * step) if isinstance(value, int) or step >= 1 else number
 
 
+def by_record(
+    candidates: list[tuple[int, Action]], recall: Recall
+) -> tuple[list[tuple[int, Action]], str]:
+    """Candidates, the best verified record first (stable: equal records keep runbook order),
+    and a note saying why when the order changed."""
+    scores = {}
+    for _, action in candidates:
+        record = recall.record(action.tool)
+        scores[action.tool] = record.score if record is not None else 0.5
+    ordered = sorted(candidates, key=lambda c: -scores[c[1].tool])
+    if [c[0] for c in ordered] == [c[0] for c in candidates]:
+        return candidates, ""
+    parts = []
+    for _, action in ordered:
+        record = recall.record(action.tool)
+        told = (
+            f"{record.verified} of {record.applied} verified, {record.failed_verification} "
+            f"failed verification, {record.rolled_back} rolled back"
+            if record is not None
+            else "no record"
+        )
+        parts.append(f"{action.tool} ({scores[action.tool]:.2f}: {told})")
+    return ordered, "ordered by verified record: " + " before ".join(parts)
+
+
 def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
     triage = request.triage
     runbook: Runbook | None = triage.runbook
     if runbook is None or triage.target is None:
         return Plan(source="runbook", escalate=True, notes=list(triage.notes) or ["no runbook"])
     evidence = {ALERT_KEY: alert_evidence(request.alert), **{e.key: e for e in request.evidence}}
+    learned = runbook.order == "learned" and bool(request.recall.actions)
     notes: list[str] = []
-    actions: list[Action] = []
+    candidates: list[tuple[int, Action]] = []
     for index, remediation in enumerate(runbook.remediations):
-        if len(actions) >= runbook.max_actions:
+        if len(candidates) >= runbook.max_actions and not learned:
             break
         unmet = []
         for condition in remediation.when:
@@ -109,16 +138,38 @@ def runbook_plan(request: PlanRequest, catalog: Catalog) -> Plan:
         except (ParamError, ToolFailure) as exc:
             notes.append(f"skipped {remediation.tool}: {exc}")
             continue
-        actions.append(
-            Action(
-                id=f"a{index + 1}",
-                tool=remediation.tool,
-                target=target,
-                params=params,
-                rationale=remediation.rationale,
-                expected_effect=remediation.expected_effect,
+        candidates.append(
+            (
+                index,
+                Action(
+                    id=f"a{index + 1}",
+                    tool=remediation.tool,
+                    target=target,
+                    params=params,
+                    rationale=remediation.rationale,
+                    expected_effect=remediation.expected_effect,
+                ),
             )
         )
+    if learned and len(candidates) > 1:
+        candidates, why = by_record(candidates, request.recall)
+        if why:
+            notes.append(why)
+    for _, action in candidates[runbook.max_actions :]:
+        notes.append(f"not planned: {action.tool} (at most {runbook.max_actions} action(s))")
+    actions = [action for _, action in candidates[: runbook.max_actions]]
+    for action in actions:
+        record = request.recall.record(action.tool)
+        if record is not None and record.line:
+            notes.append(f"record: {record.line}")
+    if request.recall.incidents:
+        best = request.recall.incidents[0]
+        notes.append(
+            f"recalled {len(request.recall.incidents)} similar incident(s); closest "
+            f"{best.workflow_id} ({best.score:.2f}): {best.outcome}"
+            + (f" ({', '.join(best.actions)})" if best.actions else "")
+        )
+    notes.extend(f"memory: {n}" for n in request.recall.notes)
     hypotheses = [
         Hypothesis(statement=h, evidence=[e.key for e in request.evidence if e.ok], confidence=0.6)
         for h in runbook.hypotheses

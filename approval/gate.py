@@ -18,6 +18,7 @@ from approval import signing
 from approval.policy import decide
 from core import contracts
 from core.config import Settings
+from core.learning import LearnedPolicy
 from core.models import (
     Admission,
     AdmitRequest,
@@ -29,10 +30,15 @@ from core.models import (
 
 
 class PolicyActivities:
+    """The store's lookups are injected by the worker (approval/ knows no SQL):
+    ``count_recent_writes(target)``, ``learned(action, target)`` (learned restrictions, levels
+    a human accepted, the action's verified record), the kill switch and lock ownership."""
+
     def __init__(
         self,
         settings: Settings,
         count_recent_writes: Callable[[str], int],
+        learned: Callable[[str, str], LearnedPolicy] | None = None,
         paused: Callable[[], bool] = lambda: False,
         lock_holds: Callable[[str, str], bool] = lambda target, token: True,
     ) -> None:
@@ -40,11 +46,19 @@ class PolicyActivities:
         self.count_recent_writes = count_recent_writes
         self.paused = paused
         self.lock_holds = lock_holds
+        self.learned = learned
+
+    async def _decide(self, request: PolicyRequest) -> PolicyDecision:
+        target = str(request.target)
+        recent = await asyncio.to_thread(self.count_recent_writes, target)
+        learned = (
+            await asyncio.to_thread(self.learned, request.action, target) if self.learned else None
+        )
+        return decide(self.settings, request, recent, learned)
 
     @activity.defn(name=contracts.POLICY.name)
     async def evaluate(self, request: PolicyRequest) -> PolicyDecision:
-        recent = await asyncio.to_thread(self.count_recent_writes, str(request.target))
-        return decide(self.settings, request, recent)
+        return await self._decide(request)
 
     @activity.defn(name=contracts.ADMIT.name)
     async def admit(self, request: AdmitRequest) -> Admission:
@@ -54,10 +68,8 @@ class PolicyActivities:
             self.lock_holds, lock.target, lock.request_id
         )
         paused = await asyncio.to_thread(self.paused)
-        recent = await asyncio.to_thread(self.count_recent_writes, str(request.policy.target))
-        return Admission(
-            decision=decide(self.settings, request.policy, recent), holds=holds, paused=paused
-        )
+        decision = await self._decide(request.policy)
+        return Admission(decision=decision, holds=holds, paused=paused)
 
 
 class DecisionVerifier:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.memory import FlapLimit
 from core.models import ApprovalMode, RiskLevel, TargetRef
 from core.schedules import SCHEDULE_NAME, ScheduleJob, default_schedules
 from core.targets import (
@@ -157,8 +158,81 @@ class StoreSettings(Section):
         return self
 
 
+class EmbedderSettings(Section):
+    """How incidents become vectors. ``hashing`` (scikit-learn's HashingVectorizer) works offline
+    with no download; any other model is a litellm embedding model, keyed like ``llm.providers``
+    (``ollama/nomic-embed-text``, ``openai/text-embedding-3-small``, ``openai/<name>`` with an
+    OpenAI-compatible ``api_base``). Each embedder has its own collection: vectors never mix."""
+
+    model: str = Field(default="hashing", min_length=1, max_length=200)
+    dimensions: int | None = Field(
+        default=None,
+        ge=16,
+        le=8192,
+        description="hashing: vector size (default 256); providers: sent as `dimensions` when set",
+    )
+    api_base: str | None = None
+    api_key_env: str | None = Field(default=None, description="environment variable with the key")
+    timeout: Duration = timedelta(seconds=10)
+
+    @property
+    def is_hashing(self) -> bool:
+        return self.model == "hashing"
+
+
 class MemorySettings(Section):
-    qdrant: str = Field(default="", description="local path or http(s) URL; default in state_dir")
+    enabled: bool = Field(
+        default=True,
+        description="remember closed incidents and recall them when planning; off: plans "
+        "ignore the past (learned restrictions and the flapping guard still apply)",
+    )
+    qdrant: str = Field(
+        default="",
+        description="http(s)://host:6333 for a Qdrant server, or a local path "
+        "(default: <state_dir>/memory, qdrant-client's embedded mode)",
+    )
+    api_key: SecretStr | None = Field(default=None, description="a Qdrant server's API key")
+    api_key_file: Path | None = None
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    recall_limit: int = Field(default=5, ge=1, le=20, description="similar incidents recalled")
+    min_score: float = Field(
+        default=0.5, ge=-1, le=1, description="cosine similarity a recalled incident needs"
+    )
+    half_life: Duration = Field(
+        default=timedelta(days=30), description="an outcome this old counts half in the record"
+    )
+    record_window: int = Field(
+        default=200, ge=10, description="latest outcomes per alert and kind of target counted"
+    )
+    flapping: FlapLimit = Field(default_factory=FlapLimit)
+    restrict_after: int = Field(
+        default=2,
+        ge=1,
+        description="failed verifications or rollbacks of an action on a "
+        "target that make it HARD there until a human clears it",
+    )
+    suggest_after: int = Field(
+        default=5,
+        ge=1,
+        description="approvals (all verified, no 👎) before `policy suggest` "
+        "proposes a lower level",
+    )
+
+    @model_validator(mode="after")
+    def _secret_files(self) -> MemorySettings:
+        self.api_key = self.api_key or read_secret_file(self.api_key_file, "memory.api_key_file")
+        return self
+
+    @field_validator("half_life")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    @property
+    def is_server(self) -> bool:
+        return self.qdrant.startswith(("http://", "https://"))
 
 
 class PolicyOverride(Section):
@@ -484,6 +558,14 @@ class Settings(BaseSettings):
     def store_owner_url(self) -> str | None:
         """The schema owner's URL (migrations), if one is configured."""
         return self.store.owner_url.get_secret_value() if self.store.owner_url else None
+
+    @property
+    def memory_location(self) -> str:
+        """Where incident memory lives: a Qdrant server's URL, or a local directory."""
+        if self.memory.is_server:
+            return self.memory.qdrant.rstrip("/")
+        path = Path(self.memory.qdrant) if self.memory.qdrant else self.state_dir / "memory"
+        return str(path.resolve())
 
     def targets(self, service: str) -> list[Target]:
         value = getattr(self, service, None)

@@ -112,3 +112,19 @@ SCHEDULE_FINISH = Contract("schedules.finish", (RunRecord,), type(None))
 ALL.extend(
     [FORECAST_EVALUATE, ANOMALIES_EVALUATE, PATTERNS_REPORT, FINDINGS_ROUTE, SCHEDULE_FINISH]
 )
+
+# --- incident memory and learning ---------------------------------------------------------------
+
+from core.memory import (  # noqa: E402 - appended section
+    FlapRequest,
+    FlapVerdict,
+    Recall,
+    RecallRequest,
+    Remembered,
+)
+
+MEMORY_REMEMBER = Contract("memory.remember", (IncidentState,), Remembered)
+MEMORY_RECALL = Contract("memory.recall", (RecallRequest,), Recall)
+MEMORY_FLAPPING = Contract("memory.flapping", (FlapRequest,), FlapVerdict)
+
+ALL.extend([MEMORY_REMEMBER, MEMORY_RECALL, MEMORY_FLAPPING])

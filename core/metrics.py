@@ -114,3 +114,37 @@ SCHEDULE_PERIOD = Gauge(
     "The longest expected gap between two runs of the schedule (from the config).",
     ["schedule"],
 )
+
+# --- incident memory and learning --------------------------------------------------------------
+
+MEMORY_STORED = Counter(
+    "homelab_memory_incidents_stored_total",
+    "Closed incidents written to the incident memory, by embedder.",
+    ["embedder"],
+)
+MEMORY_EMBED_FAILURES = Counter(
+    "homelab_memory_embedding_failures_total",
+    "Texts the embedder could not turn into a vector (nothing was stored or searched), by "
+    "embedder and stage (remember, recall).",
+    ["embedder", "stage"],
+)
+MEMORY_UNAVAILABLE = Counter(
+    "homelab_memory_unavailable_total",
+    "Calls to the vector store that failed (Qdrant unreachable, storage locked), by stage.",
+    ["stage"],
+)
+MEMORY_RECALL_LATENCY = Histogram(
+    "homelab_memory_recall_seconds",
+    "Time to recall similar incidents and the action record for one incident.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+MEMORY_FLAPPING = Counter(
+    "homelab_memory_flapping_total",
+    "Incidents found flapping (escalated instead of fixed again), by alert.",
+    ["alert"],
+)
+LEARNED_RESTRICTIONS = Counter(
+    "homelab_policy_learned_restrictions_total",
+    "Actions made HARD on a target by learning (failed verifications or rollbacks).",
+    ["action"],
+)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.memory import FlapLimit, Recall
 from core.redact import redact, redact_text
 from core.units import Duration
 
@@ -660,6 +661,16 @@ class Runbook(Model):
         description="diagnosis-only outcome: when no remediation applies, hand the incident to a "
         "human with the evidence at once instead of waiting for verification",
     )
+    order: Literal["learned", "pinned"] = Field(
+        default="learned",
+        description="learned: when several remediations apply, the one with the better verified "
+        "record goes first; pinned: always the order written here (steps that build on each other)",
+    )
+    flapping: FlapLimit | None = Field(
+        default=None,
+        description="escalate instead of fixing again when the alert keeps re-firing on the same "
+        "target (default: memory.flapping)",
+    )
 
 
 class IncidentInput(Model):
@@ -715,6 +726,9 @@ class PlanRequest(Model):
     alert: Alert
     triage: Triage
     evidence: list[Evidence] = Field(default_factory=list)
+    recall: Recall = Field(
+        default_factory=Recall, description="similar past incidents and the action record"
+    )
 
 
 class VerifyRequest(Model):

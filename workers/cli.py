@@ -39,7 +39,10 @@ app = typer.Typer(
 incidents_app = typer.Typer(help="List incidents.", no_args_is_help=True)
 incident_app = typer.Typer(help="Look at one incident.", no_args_is_help=True)
 tools_app = typer.Typer(help="The tool catalog.", no_args_is_help=True)
-policy_app = typer.Typer(help="Explain policy decisions.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Explain policy decisions; what learning suggests and restricts.", no_args_is_help=True
+)
+memory_app = typer.Typer(help="The incident memory (Qdrant).", no_args_is_help=True)
 schedules_app = typer.Typer(help="Temporal Schedules of the proactive jobs.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports from the store.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
@@ -49,6 +52,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(demo_app, name="demo")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(report_app, name="report")
+app.add_typer(memory_app, name="memory")
 
 # Piped output gets a wide console so tables stay one row per line (rich assumes 80 columns).
 out = Console(width=None if sys.stdout.isatty() else 220)
@@ -348,6 +352,18 @@ def incident_show(ident: str = typer.Argument(..., metavar="ID"), as_json: bool 
         out.print_json(s.model_dump_json())
         return
     say(*incident_lines(s))
+    say(*(f"record: {line}" for line in _incident_record(s)))
+
+
+def _incident_record(s: IncidentState) -> list[str]:
+    from activities.store import Store
+    from workers.learning import incident_record
+
+    store = Store(state.settings.store_url)
+    try:
+        return incident_record(state.settings, store, s)
+    finally:
+        store.close()
 
 
 def _decide(
@@ -595,15 +611,17 @@ def policy_explain(
     if not spec.is_write:
         say(f"{action} is a read tool: it never needs approval")
         return
+    store = Store(state.settings.store_url)
     count = recent_writes
     if count is None:
-        count = Store(state.settings.store_url).count_recent_writes(str(ref))
+        count = store.count_recent_writes(str(ref))
     decision = decide(
         state.settings,
         PolicyRequest(
             action=action, target=ref, default_level=spec.level, reversibility=spec.reversibility
         ),
         count,
+        store.learned_policy(action, str(ref)),
     )
     if as_json:
         dump(decision.model_dump(mode="json"))
@@ -611,6 +629,266 @@ def policy_explain(
     say(f"{decision.level.value}{' (dry-run)' if decision.dry_run else ''} for {action} on {ref}")
     for reason in decision.reasons:
         say(f"  - {reason}")
+
+
+def _human(actor: str | None) -> str:
+    who = actor or os.environ.get("HOMELAB_APPROVER") or state.settings.approval.cli_approver
+    if not who:
+        raise fail("say who decides: --as NAME (or HOMELAB_APPROVER / approval.cli_approver)", 2)
+    return f"cli:{who}"
+
+
+AsOpt = typer.Option(None, "--as", help="Who decides (recorded in the change log).")
+
+
+@policy_app.command("suggest")
+def policy_suggest(as_json: bool = JsonOpt) -> None:
+    """Actions a human approved often on a target, every run verified and no 👎: a lower level
+    you may accept (`policy accept`). Nothing changes until you do."""
+    from activities.store import Store
+    from activities.toolsets import default_catalog
+    from workers.learning import suggest
+
+    proposals = suggest(state.settings, Store(state.settings.store_url), default_catalog())
+    if as_json:
+        dump(
+            [
+                {
+                    **p.suggestion.model_dump(mode="json"),
+                    "level": p.level.value,
+                    "reasons": p.reasons,
+                }
+                for p in proposals
+            ]
+        )
+        return
+    if not proposals:
+        say(
+            f"no suggestions: nothing was approved {state.settings.memory.suggest_after} times "
+            "on one target with every verification passing and no 👎"
+        )
+        return
+    table = Table("action", "target", "approved", "last", "now", "suggested", "accept with")
+    for p in proposals:
+        s = p.suggestion
+        table.add_row(
+            *cells(
+                s.action,
+                s.target,
+                f"{s.approvals} of {s.runs} runs",
+                f"{s.last_approved:%Y-%m-%d %H:%M}",
+                p.level.value,
+                s.suggested.value,
+                f"homelab-agents policy accept {s.action} {s.target}",
+            )
+        )
+    out.print(table)
+
+
+@policy_app.command("accept")
+def policy_accept(
+    action: str,
+    target: str,
+    level: str = typer.Option("SOFT", help="NONE or SOFT."),
+    actor: str = AsOpt,
+    reason: str = ReasonOpt,
+    force: bool = typer.Option(False, "--force", help="Accept what is not a suggestion."),
+) -> None:
+    """Lower ACTION on TARGET to LEVEL (a human decision, recorded in the change log)."""
+    from activities.store import Store
+    from activities.toolsets import default_catalog
+    from core.models import RiskLevel
+    from workers.learning import LearningError, accept
+
+    try:
+        wanted = RiskLevel(level.upper())
+    except ValueError as exc:
+        raise fail(f"--level {level}: NONE or SOFT", 2) from exc
+    who = _human(actor)
+    try:
+        record, before, after = accept(
+            state.settings,
+            Store(state.settings.store_url),
+            default_catalog(),
+            action,
+            target,
+            wanted,
+            who,
+            reason,
+            force,
+        )
+    except LearningError as exc:
+        raise fail(str(exc)) from exc
+    say(
+        f"{action} on {record.target}: {before.value} → {after.value}, accepted by {who} "
+        f"(change {record.change_id[:8]})"
+    )
+
+
+@policy_app.command("clear")
+def policy_clear(action: str, target: str, actor: str = AsOpt, reason: str = ReasonOpt) -> None:
+    """Lift a learned restriction of ACTION on TARGET (recorded in the change log)."""
+    from activities.store import Store
+    from activities.toolsets import default_catalog
+    from workers.learning import LearningError, clear
+
+    who = _human(actor)
+    try:
+        record = clear(
+            Store(state.settings.store_url), default_catalog(), action, target, who, reason
+        )
+    except LearningError as exc:
+        raise fail(str(exc)) from exc
+    say(
+        f"{action} on {record.target}: learned restriction cleared by {who} "
+        f"(change {record.change_id[:8]})"
+    )
+
+
+@policy_app.command("revoke")
+def policy_revoke(action: str, target: str, actor: str = AsOpt, reason: str = ReasonOpt) -> None:
+    """Withdraw a level accepted for ACTION on TARGET (recorded in the change log)."""
+    from activities.store import Store
+    from activities.toolsets import default_catalog
+    from workers.learning import LearningError, revoke
+
+    who = _human(actor)
+    try:
+        record = revoke(
+            Store(state.settings.store_url), default_catalog(), action, target, who, reason
+        )
+    except LearningError as exc:
+        raise fail(str(exc)) from exc
+    say(
+        f"{action} on {record.target}: accepted level revoked by {who} "
+        f"(change {record.change_id[:8]})"
+    )
+
+
+@policy_app.command("learned")
+def policy_learned(as_json: bool = JsonOpt) -> None:
+    """Learned restrictions in force and levels humans accepted."""
+    from activities.store import Store
+
+    store = Store(state.settings.store_url)
+    restrictions, overrides = store.restrictions(), store.overrides()
+    if as_json:
+        dump({"restrictions": restrictions, "accepted": overrides})
+        return
+    table = Table("kind", "action", "target", "level", "since", "why / by")
+    for r in restrictions:
+        table.add_row(
+            *cells(
+                "learned",
+                r["action"],
+                r["target"],
+                r["level"],
+                f"{r['since']:%Y-%m-%d %H:%M}",
+                r["reason"],
+            )
+        )
+    for o in overrides:
+        table.add_row(
+            *cells(
+                "accepted",
+                o["action"],
+                o["target"],
+                o["level"],
+                f"{o['accepted_at']:%Y-%m-%d %H:%M}",
+                o["accepted_by"],
+            )
+        )
+    out.print(table)
+
+
+# --- learning and memory -------------------------------------------------------------------------
+
+
+@app.command()
+def stats(
+    as_json: bool = JsonOpt, alert: str = typer.Option(None, help="Only this alert.")
+) -> None:
+    """The verified record per alert, kind of target and action (decayed success rate)."""
+    from activities.store import Store
+    from workers.learning import action_stats
+
+    rows = action_stats(state.settings, Store(state.settings.store_url), alert)
+    if as_json:
+        dump([r.model_dump(mode="json", exclude={"line"}) for r in rows])
+        return
+    table = Table(
+        "alert",
+        "kind",
+        "action",
+        "applied",
+        "verified",
+        "failed verif.",
+        "rolled back",
+        "approved",
+        "👍",
+        "👎",
+        "score",
+        "last verified",
+    )
+    for r in rows:
+        table.add_row(
+            *cells(
+                r.alert,
+                r.target_kind,
+                r.action,
+                r.applied,
+                r.verified,
+                r.failed_verification,
+                r.rolled_back,
+                r.approved,
+                r.thumbs_up,
+                r.thumbs_down,
+                f"{r.score:.2f}",
+                f"{r.last_verified:%Y-%m-%d %H:%M}" if r.last_verified else "-",
+            )
+        )
+    out.print(table)
+
+
+@memory_app.command("status")
+def memory_status(as_json: bool = JsonOpt) -> None:
+    """Where the incident memory lives, the embedder, and the points per collection."""
+    from activities.memory.embedders import make_embedder
+    from activities.memory.qdrant import MemoryUnavailable, VectorStore
+
+    settings = state.settings
+    key = settings.memory.api_key
+    vectors = VectorStore(settings.memory_location, key.get_secret_value() if key else None)
+    embedder = make_embedder(settings.memory.embedder)
+    try:
+        counts = vectors.count()
+    except MemoryUnavailable as exc:
+        raise fail(str(exc)) from exc
+    except Exception as exc:
+        raise fail(f"incident memory at {settings.memory_location}: {exc}") from exc
+    finally:
+        vectors.close()
+    info = {"location": settings.memory_location, "embedder": embedder.name, "collections": counts}
+    if as_json:
+        dump(info)
+        return
+    say(f"memory: {info['location']}  embedder: {embedder.name}")
+    say(*(f"  {name}: {n} incident(s)" for name, n in counts.items()))
+    say(f"  total: {sum(counts.values())}")
+
+
+@memory_app.command("reindex")
+def memory_reindex() -> None:
+    """Embed every recorded incident with the current embedder (after switching embedders, or
+    when the memory was down at close). Re-running it changes nothing."""
+    from activities.store import Store
+    from workers.learning import LearningError, reindex
+
+    try:
+        counts = run(reindex(state.settings, Store(state.settings.store_url)))
+    except LearningError as exc:
+        raise fail(str(exc)) from exc
+    say(f"stored {counts['stored']}, skipped {counts['skipped']}, failed {counts['failed']}")
 
 
 # --- catalog -----------------------------------------------------------------------------------

@@ -130,12 +130,31 @@ def _runbook_section(book: Runbook) -> list[str]:
         "",
         f"- **alerts:** {', '.join(f'`{a}`' for a in book.alerts)}",
         f"- **diagnostics:** {', '.join(f'`{d.tool}`' for d in book.diagnostics) or '–'}",
-        f"- **remediations** (candidates in order, at most {book.max_actions} run):"
+        (
+            f"- **remediations** (candidates in order, at most {book.max_actions} run"
+            + (
+                "; the order is pinned"
+                if book.order == "pinned"
+                else "; the one with the better verified record first"
+            )
+            * (len(book.remediations) > 1)
+            + "):"
+        )
         if fixes
         else "- **remediations:** none (diagnosis only)",
         *fixes,
         f"- **verification:** {', '.join(checks) or '–'} ({timing})"
         + ("; escalates at once when no remediation applies" if book.escalate_if_no_action else ""),
+        *(
+            [
+                f"- **flapping:** escalates the {book.flapping.count}th incident within "
+                f"{book.flapping.window.total_seconds():g}s"
+                if book.flapping.count
+                else "- **flapping:** never escalated for re-firing"
+            ]
+            if book.flapping is not None
+            else []
+        ),
     ]
 
 
@@ -147,7 +166,10 @@ def runbooks_markdown(runbooks: Iterable[Runbook]) -> str:
         "",
         f"{len(books)} runbooks. The built-in ones live in `runbooks/`; a runbook in a "
         "`runbook_dirs` folder with a built-in's name replaces it. Remediations are candidates: each runs only when its "
-        "conditions hold on the diagnostics' evidence, and always through the policy gate.",
+        "conditions hold on the diagnostics' evidence, and always through the policy gate. When "
+        "several apply, the one with the better verified record for the alert goes first unless "
+        "the runbook pins its order (`order: pinned`). An alert that keeps re-firing on the same "
+        "target after its fix is escalated (default: the 3rd incident within an hour; `flapping`).",
     ]
     service = ""
     for book in books:

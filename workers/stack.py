@@ -16,6 +16,7 @@ import uvicorn
 from prometheus_client import start_http_server
 from rich.console import Console
 
+from activities.memory.metrics import publish_records
 from activities.notify import Notifier
 from activities.proactive.activities import publish_periods
 from activities.store import Store
@@ -95,6 +96,7 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
             log.info("schedule %s %s", applied.schedule_id, applied.action)
         publish_periods(settings)
         parts = build_components(settings, _notifiers(settings))
+        publish_records(parts.store, settings.memory)
         router = AlertRouter(client, settings.temporal.task_queue)
         watcher = DockerEventsWatcher(settings, router.route)
         supervisor = Supervisor()
@@ -157,6 +159,7 @@ async def run_worker(settings: Settings) -> None:
     await ensure_search_attributes(client, settings.temporal.namespace)
     parts = build_components(settings, _notifiers(settings))
     publish_periods(settings)
+    publish_records(parts.store, settings.memory)
     if settings.worker.metrics_port:
         start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
     worker = build_worker(client, parts)

@@ -15,6 +15,7 @@ from activities.catalog import Catalog, TargetClients
 from activities.incident import IncidentActivities
 from activities.llm import LLMActivities
 from activities.locks import LockActivities
+from activities.memory.activities import MemoryActivities
 from activities.notify import Notifier, NotifyActivities
 from activities.proactive.activities import ProactiveActivities
 from activities.records import RecordActivities
@@ -82,10 +83,11 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     runbooks = load_runbooks(parts.catalog, settings.runbook_dirs)
     incident = IncidentActivities(settings, parts.catalog, runner, runbooks)
     llm = LLMActivities(settings, parts.catalog, parts.store)
-    records = RecordActivities(parts.store)
+    records = RecordActivities(parts.store, settings.memory)
     policy = PolicyActivities(
         settings,
         parts.store.count_recent_writes,
+        parts.store.learned_policy,
         paused=lambda: bool(parts.store.paused()["paused"]),
         lock_holds=parts.store.lock_holds,
     )
@@ -94,6 +96,7 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     notify = NotifyActivities(parts.notifiers)
     router = AlertRouter(client, settings.temporal.task_queue)
     proactive = ProactiveActivities(settings, parts.clients, parts.store, client, router.route)
+    memory = MemoryActivities(settings, parts.store)
     return [
         *ToolActivities(runner).all(),
         incident.triage,
@@ -119,6 +122,9 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         proactive.patterns,
         proactive.route,
         proactive.finish,
+        memory.remember,
+        memory.recall,
+        memory.flapping,
     ]
 
 

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         Triage,
     )
-    from workflows import details, options
+    from workflows import details, memory, options
     from workflows import search_attributes as sa
     from workflows.approval_gate import ApprovalGate
     from workflows.calls import call
@@ -171,6 +171,8 @@ class IncidentFlow:
             await call(contracts.RECORD_INCIDENT, s, summary="incident record", **options.record())
         except ActivityError as err:  # the store stayed down: Temporal keeps the full history
             s.notes.append(f"the incident record could not be stored: {err.cause}")
+        if memory.enabled():
+            await memory.remember(s)
         if final is not Phase.ESCALATED:
             self.notify(
                 "resolved",

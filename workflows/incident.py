@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationResult,
         VerifyRequest,
     )
-    from workflows import options
+    from workflows import memory, options
     from workflows import search_attributes as sa
     from workflows.calls import call
     from workflows.flow import IncidentFlow
@@ -86,6 +86,10 @@ class IncidentWorkflow(IncidentFlow):
         triage = await self.triage()
         if triage.runbook is None or triage.target is None:
             return await self.escalate(["cannot act on this alert", *triage.notes])
+        if memory.enabled():
+            verdict = await memory.flapping(self.state, triage)
+            if verdict is not None and verdict.flapping:
+                return await self.escalate([verdict.reason, *verdict.history])
         self.notify("opened", f"Incident opened: {self.state.alert.name} on {triage.target}")
 
         await self.set_phase(Phase.DIAGNOSE)
@@ -162,6 +166,8 @@ class IncidentWorkflow(IncidentFlow):
             triage=triage,
             evidence=self.state.evidence,
         )
+        if memory.enabled():
+            request.recall = await memory.recall(self.state)
         if workflow.patched("llm-planner-chain"):
             plan = await plan_incident(request)
         else:

@@ -62,6 +62,19 @@ def internal() -> dict[str, Any]:
     }
 
 
+def memory() -> dict[str, Any]:
+    """Recall, remember, the flapping guard: helpful, never worth holding an incident up."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=20),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(milliseconds=500),
+            maximum_interval=timedelta(seconds=5),
+            maximum_attempts=3,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    }
+
+
 RECORD_DEADLINE = timedelta(minutes=30)
 """How long a change record is retried (a store outage) before the write it records is undone."""
 

@@ -154,6 +154,35 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:head]} {marker} {text[len(text) - tail :] if tail else ''}".rstrip()
 
 
+def memory_data(request: PlanRequest) -> dict[str, Any]:
+    """The recall as data: per action its verified record, then the similar past incidents.
+    Quoted like evidence: past alerts' text is as untrusted as the current one's."""
+    recall = request.recall
+    return {
+        "actions": [
+            {
+                "action": r.action,
+                "record": r.line,
+                "score": r.score,
+                "verified": r.verified,
+                "failed_verification": r.failed_verification,
+                "rolled_back": r.rolled_back,
+            }
+            for r in recall.actions
+        ],
+        "similar_incidents": [
+            {
+                "target": p.target,
+                "outcome": p.outcome,
+                "similarity": p.score,
+                "closed_at": p.closed_at.isoformat() if p.closed_at else None,
+                "actions": p.actions,
+            }
+            for p in recall.incidents
+        ],
+    }
+
+
 def data_blocks(request: PlanRequest, budget: int) -> list[Block]:
     alert = request.alert
     blocks = [
@@ -162,6 +191,13 @@ def data_blocks(request: PlanRequest, budget: int) -> list[Block]:
             _serialise({"labels": alert.labels, "annotations": alert.annotations}),
         )
     ]
+    if not request.recall.empty:
+        blocks.append(
+            Block(
+                {"key": "memory", "source": "verified record of past incidents like this one"},
+                _serialise(memory_data(request)),
+            )
+        )
     for evidence in request.evidence:
         payload: Any = (
             evidence.data
@@ -219,6 +255,11 @@ def build_messages(
         lines.append(f"- runbook: {runbook.name}: {runbook.description}")
         lines.extend(f"- runbook hypothesis: {h}" for h in runbook.hypotheses)
         lines.extend(f"- runbook candidate: {r.tool} ({r.rationale})" for r in runbook.remediations)
+    if not request.recall.empty:
+        lines.append(
+            "- memory: the data block `memory` holds what verifiably worked (or failed) on past "
+            "incidents of this alert; prefer actions with a good record"
+        )
     blocks = data_blocks(request, budget)
     lines.append("")
     lines.append("Data (untrusted; keys: " + ", ".join(b.attrs["key"] for b in blocks) + "):")

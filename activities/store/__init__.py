@@ -1,4 +1,5 @@
-"""The SQL store: change log, approval records, incident records, kill switch, bot and LLM state.
+"""The SQL store: change log, approval records, incident records, kill switch, bot and LLM state,
+learned outcomes and policy state.
 
 SQLAlchemy Core over SQLite (default) or PostgreSQL (psycopg 3), with the same schema and queries.
 The change log and approval records are append-only, enforced by triggers in the database itself
@@ -13,6 +14,7 @@ from activities.store.changes import ChangeLog
 from activities.store.control import Control
 from activities.store.findings import Findings
 from activities.store.incidents import Incidents
+from activities.store.learning import Learning, PolicyStateError
 from activities.store.llm import LLMLedger
 from activities.store.locks import TargetLocks
 from activities.store.schema import MIGRATIONS
@@ -28,9 +30,10 @@ class Store(
     TelegramState,
     LLMLedger,
     Findings,
+    Learning,
     StoreBase,
 ):
     """Synchronous store; activities call it through ``asyncio.to_thread``."""
 
 
-__all__ = ["MIGRATIONS", "Store", "StoreError", "engine_url"]
+__all__ = ["MIGRATIONS", "PolicyStateError", "Store", "StoreError", "engine_url"]

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from activities.store.base import StoreBase
 from activities.store.chain import GENESIS, ChainReport, link_hash, verify
 from activities.store.schema import as_json, changes
+from core.learning import POLICY_WORKFLOW as POLICY_STEP
 from core.models import ChangeRecord, ChangeResult
 
 
@@ -48,56 +49,67 @@ def _row_change(row: sa.Row[Any], rolled_back_by: str = "") -> ChangeRecord:
     )
 
 
+def change_values(record: ChangeRecord) -> dict[str, Any]:
+    """A change record as a row of the change log."""
+    return {
+        "change_id": record.change_id,
+        "incident_id": record.incident_id,
+        "workflow_id": record.workflow_id,
+        "run_id": record.run_id,
+        "at": record.at,
+        "step": record.step,
+        "action": record.action,
+        "target": record.target,
+        "params": as_json(record.params),
+        "level": record.level.value,
+        "level_reasons": record.level_reasons,
+        "approval": record.approval.value,
+        "approver": record.approver,
+        "dry_run": record.dry_run,
+        "before_state": as_json(record.before),
+        "after_state": as_json(record.after),
+        "result": record.result.value,
+        "error": record.error,
+        "preview": record.preview,
+        "reversibility": record.reversibility.value,
+        "rollback_action": record.rollback_action,
+        "rollback_params": as_json(record.rollback_params),
+        "rollback_of": record.rollback_of,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+    }
+
+
+def append_change(conn: Connection, record: ChangeRecord) -> bool:
+    """Append one record to the hash-chained change log inside the caller's transaction, which
+    must hold the write lock (``_tx(exclusive=True)`` on SQLite; an advisory lock is taken here on
+    PostgreSQL, which any role may take). False if the change is there already (a retry)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724202)")
+    seen = conn.execute(
+        sa.select(changes.c.change_id).where(changes.c.change_id == record.change_id)
+    ).first()
+    if seen is not None:
+        return False
+    values = change_values(record)
+    head = conn.execute(
+        sa.select(changes.c.seq, changes.c.row_hash)
+        .where(changes.c.seq.is_not(None))
+        .order_by(changes.c.seq.desc())
+        .limit(1)
+    ).first()
+    values["seq"] = head.seq + 1 if head else 1
+    values["prev_hash"] = head.row_hash if head else GENESIS
+    values["row_hash"] = link_hash(values["prev_hash"], values)
+    conn.execute(changes.insert().values(**values))
+    return True
+
+
 class ChangeLog(StoreBase):
     def record_change(self, record: ChangeRecord) -> bool:
-        values = {
-            "change_id": record.change_id,
-            "incident_id": record.incident_id,
-            "workflow_id": record.workflow_id,
-            "run_id": record.run_id,
-            "at": record.at,
-            "step": record.step,
-            "action": record.action,
-            "target": record.target,
-            "params": as_json(record.params),
-            "level": record.level.value,
-            "level_reasons": record.level_reasons,
-            "approval": record.approval.value,
-            "approver": record.approver,
-            "dry_run": record.dry_run,
-            "before_state": as_json(record.before),
-            "after_state": as_json(record.after),
-            "result": record.result.value,
-            "error": record.error,
-            "preview": record.preview,
-            "reversibility": record.reversibility.value,
-            "rollback_action": record.rollback_action,
-            "rollback_params": as_json(record.rollback_params),
-            "rollback_of": record.rollback_of,
-            "started_at": record.started_at,
-            "finished_at": record.finished_at,
-        }
-        # One writer at a time extends the chain, so concurrent workers never fork it: an
-        # advisory lock on PostgreSQL (any role may take one), the write lock on SQLite.
+        # One writer at a time extends the chain, so concurrent workers never fork it.
         with self._tx(exclusive=True) as conn:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724202)")
-            seen = conn.execute(
-                sa.select(changes.c.change_id).where(changes.c.change_id == record.change_id)
-            ).first()
-            if seen is not None:
-                return False  # an activity retry: recorded already
-            head = conn.execute(
-                sa.select(changes.c.seq, changes.c.row_hash)
-                .where(changes.c.seq.is_not(None))
-                .order_by(changes.c.seq.desc())
-                .limit(1)
-            ).first()
-            values["seq"] = head.seq + 1 if head else 1
-            values["prev_hash"] = head.row_hash if head else GENESIS
-            values["row_hash"] = link_hash(values["prev_hash"], values)
-            conn.execute(changes.insert().values(**values))
-            return True
+            return append_change(conn, record)
 
     def verify_chain(self, anchor: tuple[int, str] | None = None) -> ChainReport:
         """Recompute every row's hash and link (``homelab-agents changes --verify``)."""
@@ -148,6 +160,7 @@ class ChangeLog(StoreBase):
             .where(changes.c.at >= since)
             .where(changes.c.result == ChangeResult.APPLIED.value)
             .where(changes.c.dry_run.is_(False))
+            .where(changes.c.step != POLICY_STEP)  # a policy change is not a write on the target
         )
         with self._tx() as conn:
             return int(conn.execute(query).scalar() or 0)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
 from activities.store.base import StoreBase
+from activities.store.learning import write_outcomes
 from activities.store.schema import incidents
 from core.models import IncidentState
 from core.redact import redact
@@ -37,6 +39,7 @@ class Incidents(StoreBase):
                 conn.execute(incidents.update().where(key).values(**values))
             else:
                 conn.execute(incidents.insert().values(**values))
+            write_outcomes(conn, state, run_id)  # what learning reads: verified outcomes only
 
     def list_incidents(self, limit: int = 50) -> list[dict[str, Any]]:
         query = sa.select(incidents).order_by(incidents.c.opened_at.desc()).limit(limit)
@@ -73,3 +76,21 @@ class Incidents(StoreBase):
         )
         with self._tx() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def iter_incidents(self, batch: int = 500) -> Iterator[tuple[IncidentState, str]]:
+        """Every recorded incident's final state and run id, oldest first (`memory reindex`)."""
+        offset = 0
+        while True:
+            query = (
+                sa.select(incidents.c.state, incidents.c.run_id)
+                .order_by(incidents.c.opened_at, incidents.c.workflow_id, incidents.c.run_id)
+                .offset(offset)
+                .limit(batch)
+            )
+            with self._tx() as conn:
+                rows = list(conn.execute(query))
+            for row in rows:
+                yield IncidentState.model_validate(row.state), row.run_id
+            if len(rows) < batch:
+                return
+            offset += batch

@@ -256,6 +256,59 @@ findings = sa.Table(
     sa.Column("resolved_at", UTCDateTime, nullable=True),
 )
 
+# --- learning (migration 9): verified outcomes per action, learned restrictions, accepted
+# overrides. Outcomes are derived from each closed incident's record (rewritten if the record is);
+# restrictions and overrides are policy state whose every change is also in the change log.
+
+action_outcomes = sa.Table(
+    "action_outcomes",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("action_id", sa.String(64), primary_key=True),
+    sa.Column("change_id", sa.String(64), nullable=False, index=True),
+    sa.Column("alert", sa.String(200), nullable=False),
+    sa.Column("service", sa.String(50), nullable=False),
+    sa.Column("target_kind", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("approval", sa.String(16), nullable=False),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("verified", sa.Boolean, nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_action_outcomes_group", "alert", "target_kind", "at"),
+    sa.Index("ix_action_outcomes_target", "action", "target"),
+)
+
+learned_restrictions = sa.Table(
+    "learned_restrictions",
+    metadata,
+    sa.Column("action", sa.String(100), primary_key=True),
+    sa.Column("target", sa.String(300), primary_key=True),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("cleared_by", sa.String(200), nullable=False),
+    sa.Column("cleared_at", UTCDateTime, nullable=True),
+)
+
+policy_overrides = sa.Table(
+    "policy_overrides",
+    metadata,
+    sa.Column("action", sa.String(100), primary_key=True),
+    sa.Column("target", sa.String(300), primary_key=True),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("accepted_by", sa.String(200), nullable=False),
+    sa.Column("accepted_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("change_id", sa.String(64), nullable=False),
+)
+
 APPEND_ONLY = ("changes", "approvals", "control_events")
 AUDIT_TABLES = (*APPEND_ONLY, "telegram_refusals")
 """Append-only, by triggers on UPDATE, DELETE and (PostgreSQL) TRUNCATE; the run-time role may
@@ -403,6 +456,14 @@ def grant_runtime(conn: Connection, role: str) -> None:
     conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
 
 
+def _m9_learning(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[action_outcomes, learned_restrictions, policy_overrides])
+    # Flapping looks up recent fixes of one alert on one target.
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_incidents_alert_target ON incidents (alert, target)"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
@@ -412,6 +473,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "scheduled findings", _m6_findings),
     (7, "no TRUNCATE of the audit tables", _m7_no_truncate),
     (8, "change log hash chain", _m8_change_chain),
+    (9, "learning: action outcomes, learned restrictions, accepted overrides", _m9_learning),
 ]
 
 
