@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -55,28 +56,41 @@ class StoreBase:
             yield conn
 
     def migrate(self) -> list[int]:
-        """Apply pending migrations in order; safe to call from several processes."""
+        """Apply pending migrations in order; safe to call from several processes (PostgreSQL:
+        an advisory lock; SQLite: a process that loses the race to write rolls back and reads
+        what the winner applied)."""
         if self._migrated:
             return []
         with self._lock:
-            applied: list[int] = []
-            with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")
-                schema_migrations.create(conn, checkfirst=True)
-                done = set(conn.execute(sa.select(schema_migrations.c.version)).scalars())
-                for version, name, step in MIGRATIONS:
-                    if version in done:
-                        continue
-                    step(conn)
-                    conn.execute(
-                        schema_migrations.insert().values(
-                            version=version, name=name, applied_at=datetime.now(UTC)
-                        )
-                    )
-                    applied.append(version)
+            for attempt in range(10):
+                try:
+                    applied = self._migrate_once()
+                    break
+                except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                    if self.engine.dialect.name != "sqlite" or attempt == 9:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
             self._migrated = True
             return applied
+
+    def _migrate_once(self) -> list[int]:
+        applied: list[int] = []
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724201)")
+            schema_migrations.create(conn, checkfirst=True)
+            done = set(conn.execute(sa.select(schema_migrations.c.version)).scalars())
+            for version, name, step in MIGRATIONS:
+                if version in done:
+                    continue
+                step(conn)
+                conn.execute(
+                    schema_migrations.insert().values(
+                        version=version, name=name, applied_at=datetime.now(UTC)
+                    )
+                )
+                applied.append(version)
+        return applied
 
     def schema_version(self) -> int:
         self.migrate()

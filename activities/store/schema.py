@@ -249,6 +249,27 @@ findings = sa.Table(
     sa.Column("resolved_at", UTCDateTime, nullable=True),
 )
 
+# --- intake outbox (migration 7): alerts accepted by the intake, until Temporal has them -------
+
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    # uuid-shaped hash of (fingerprint, status, startsAt): the dedup key and Temporal's request id
+    sa.Column("delivery_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("alert", sa.JSON, nullable=False),
+    sa.Column("accepted_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # pending, delivered, refused
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("done_at", UTCDateTime, nullable=True, index=True),
+)
+
 APPEND_ONLY = ("changes", "approvals", "control_events")
 
 
@@ -317,6 +338,10 @@ def _m6_findings(conn: Connection) -> None:
     metadata.create_all(conn, tables=[findings])
 
 
+def _m7_alert_outbox(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[alert_outbox])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
@@ -324,6 +349,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "llm usage ledger and response cache", _m4_llm),
     (5, "target locks and their waiters", _m5_target_locks),
     (6, "scheduled findings", _m6_findings),
+    (7, "intake outbox", _m7_alert_outbox),
 ]
 
 
