@@ -76,7 +76,8 @@ def workflow_id_for(alert: Alert) -> str:
 
 
 def summary_for(alert: Alert) -> str:
-    where = alert.labels.get("container") or alert.labels.get("instance", "")
+    labels = alert.labels
+    where = labels.get("container") or labels.get("name") or labels.get("instance", "")
     return f"{alert.name} {where}".strip()
 
 
