@@ -1,6 +1,12 @@
 # homelab-agents worker / intake image. Secrets come from the environment or mounted files at run
 # time; nothing from .env or the config is baked in.
-FROM python:3.11-slim
+#
+# BASE: any Debian-based image with Python >= 3.11 and its venv module. The default comes from
+# Docker Hub; to build with no registry, make a base from Debian's packages first:
+#   deploy/scripts/debian-base-image.sh local/debian-python:bookworm
+#   docker build --network host --build-arg BASE=local/debian-python:bookworm -t homelab-agents .
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True HOMELAB_CONFIG=/etc/homelab-agents/homelab.yaml
@@ -11,6 +17,13 @@ WORKDIR /app
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openssl \
  && rm -rf /var/lib/apt/lists/*
+# A venv on every base: Debian's own Python refuses pip outside one (PEP 668).
+RUN python3 -m venv /opt/homelab-agents
+ENV PATH=/opt/homelab-agents/bin:$PATH
+# Offline or pinned builds: serve a wheelhouse (pip download -d DIR ...; python3 -m http.server)
+# and pass --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=http://127.0.0.1:PORT/
+ARG PIP_NO_INDEX
+ARG PIP_FIND_LINKS
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY workflows ./workflows

@@ -32,16 +32,23 @@ class Agents:
     parts: Components
     url: str
     """The intake's Alertmanager webhook."""
+    ui: str = ""
+    """The Temporal Web UI, when asked for."""
 
 
 @asynccontextmanager
-async def running_agents(root: Path, task_queue: str, **sections: Any) -> AsyncIterator[Agents]:
-    """``sections``: the targets and any other config sections the bench needs."""
+async def running_agents(
+    root: Path, task_queue: str, ui_port: int | None = None, **sections: Any
+) -> AsyncIterator[Agents]:
+    """``sections``: the targets and any other config sections the bench needs; ``ui_port``:
+    serve the dev server's Web UI there."""
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(Path(sys.prefix) / "bin" / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_startup_timeout=timedelta(seconds=60),
+        ui=ui_port is not None,
+        ui_port=ui_port,
     )
     settings = Settings(
         temporal={
@@ -70,7 +77,12 @@ async def running_agents(root: Path, task_queue: str, **sections: Any) -> AsyncI
                     if (await http.get(f"{base}/healthz")).is_success:
                         break
                 await asyncio.sleep(0.05)
-        yield Agents(client=env.client, parts=parts, url=f"{base}/alerts/alertmanager")
+        yield Agents(
+            client=env.client,
+            parts=parts,
+            url=f"{base}/alerts/alertmanager",
+            ui=f"http://127.0.0.1:{ui_port}" if ui_port else "",
+        )
     finally:
         await worker.shutdown()
         for task in tasks:

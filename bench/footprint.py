@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.mttr import CRASH_ONCE, payload
 from bench.report import write
+from bench.services import incident_result
 from core.models import IncidentState, Outcome
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
 from workers.lab.processes import free_port
@@ -141,9 +142,7 @@ async def incidents(n: int, intake: str, temporal: str, docker: Any) -> list[flo
             fingerprint = uuid.uuid4().hex[:16]
             started = time.perf_counter()
             (await http.post(intake, json=payload(name, fingerprint))).raise_for_status()
-            state: IncidentState = await client.get_workflow_handle(
-                f"incident-{fingerprint}", result_type=IncidentState
-            ).result()
+            state: IncidentState = await incident_result(client, f"incident-{fingerprint}")
             # The events watcher opens its own incident for the same death; whichever of the two
             # restarts the container, the other one verifies it and closes as recovered.
             assert state.outcome in (Outcome.RESOLVED, Outcome.RECOVERED), state.outcome

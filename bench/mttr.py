@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.agents import running_agents
 from bench.report import summary, write
+from bench.services import incident_result
 from core.models import ChangeResult, IncidentState, Outcome
 from workers.lab.dockerd import BUSYBOX_IMAGE, DockerEngine
-from workflows.incident import IncidentWorkflow
 
 CRASH_ONCE = "if [ -f /tmp/crashed ]; then exec sleep 100000; fi; touch /tmp/crashed; exit 3"
 
@@ -74,8 +74,8 @@ async def one_incident(
     response = await http.post(url, json=payload(name, fingerprint))
     intake_latency = time.perf_counter() - t0
     response.raise_for_status()
-    handle = client.get_workflow_handle_for(IncidentWorkflow.run, f"incident-{fingerprint}")
-    state: IncidentState = await handle.result()
+    wid = f"incident-{fingerprint}"
+    state: IncidentState = await incident_result(client, wid)
     container.reload()
     assert container.status == "running", f"{name} not restored: {state.outcome}"
     assert state.outcome is Outcome.RESOLVED, state.notes
@@ -86,7 +86,7 @@ async def one_incident(
         "intake_latency": intake_latency,
         "restore": (verification.first_pass_at - posted).total_seconds(),
         "verified": (verification.verified_at - posted).total_seconds(),
-        "workflow_id": handle.id,
+        "workflow_id": wid,
     }
 
 

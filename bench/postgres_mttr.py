@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from activities.tools import ToolRunner
 from bench.agents import running_agents
 from bench.report import summary, write
+from bench.services import incident_result
 from core.models import ChangeResult, IncidentState, Outcome, TargetRef, ToolCall
 from workers.lab.postgres import Postgres
 from workers.lab.processes import free_port
-from workflows.incident import IncidentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,14 +142,14 @@ async def one(
     response = await http.post(url, json=payload(body[0], fingerprint, **body[1]))
     intake = time.perf_counter() - t0
     response.raise_for_status()
-    handle = client.get_workflow_handle_for(IncidentWorkflow.run, f"incident-{fingerprint}")
-    state: IncidentState = await handle.result()
+    wid = f"incident-{fingerprint}"
+    state: IncidentState = await incident_result(client, wid)
     for conn in held:
         conn.close()
     assert state.outcome is Outcome.RESOLVED, state.notes
     v = state.verification
     assert v and v.first_pass_at and v.verified_at
-    changes = [c for c in store.list_changes(handle.id) if c.result is ChangeResult.APPLIED]
+    changes = [c for c in store.list_changes(wid) if c.result is ChangeResult.APPLIED]
     action = sum(
         ((c.finished_at or c.at) - (c.started_at or c.at)).total_seconds() for c in changes
     )

@@ -113,6 +113,14 @@ class IntakeSettings(Section):
     max_alerts_per_post: int = Field(
         default=1000, ge=1, description="alerts in one webhook post (each may start a workflow)"
     )
+    dedup_window: Duration = Field(
+        default=timedelta(hours=1),
+        description="how long a delivered notification (fingerprint, status, startsAt) is "
+        "remembered: a repeat within it is acknowledged and not delivered again",
+    )
+    forward_concurrency: int = Field(
+        default=16, ge=1, le=256, description="alerts of different fingerprints sent at once"
+    )
 
     @model_validator(mode="after")
     def _secret_files(self) -> IntakeSettings:

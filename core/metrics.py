@@ -148,3 +148,24 @@ LEARNED_RESTRICTIONS = Counter(
     "Actions made HARD on a target by learning (failed verifications or rollbacks).",
     ["action"],
 )
+
+# --- the intake's outbox: accepted alerts until Temporal has them -------------------------------
+
+INTAKE_BACKLOG = Gauge(
+    "homelab_intake_backlog",
+    "Alerts the intake accepted (committed to its outbox) that Temporal does not have yet.",
+)
+INTAKE_BACKLOG_AGE = Gauge(
+    "homelab_intake_backlog_oldest_seconds",
+    "Age of the oldest alert waiting in the intake's outbox (0 when it is empty).",
+)
+INTAKE_DELIVERY = Histogram(
+    "homelab_intake_delivery_seconds",
+    "From the intake's 202 to Temporal having the alert (signal-with-start or signal).",
+    buckets=_LATENCY,
+)
+INTAKE_DELIVERED = Counter(
+    "homelab_intake_delivered_total",
+    "Outbox rows closed, by result (delivered, refused: Temporal will never take the alert).",
+    ["result"],
+)

@@ -46,6 +46,13 @@ class DockerTarget(Target):
     url: str = "unix:///var/run/docker.sock"
     timeout: float = Field(default=10.0, gt=0)
     watch_events: bool = True
+    crash_loop_restarts: int = Field(
+        default=3,
+        ge=1,
+        description="restarts by the engine's own restart policy within crash_loop_window that "
+        "make a crash loop (an incident); fewer are left to the policy",
+    )
+    crash_loop_window: Duration = Field(default=timedelta(minutes=10))
 
 
 class PostgresTarget(Target):

@@ -6,6 +6,13 @@ ContainerOOMKilled, routed through the same path as Alertmanager's, deduplicated
 of engine, container and alert name. A die that follows a ``kill`` (``docker stop``/``restart``,
 including our own remediations) is intentional and ignored; a die after an OOM kill is folded into
 the OOM alert. ``health_status: healthy`` resolves a ContainerUnhealthy alert.
+
+The engine's own restart policy gets the first chance: a death the engine is restarting
+(``State.Restarting`` when the die event arrives) is no incident, unless the container crash-loops
+(``crash_loop_restarts`` such restarts within ``crash_loop_window``); a death after which the
+policy gave up (its ``MaximumRetryCount`` reached) is one. An OOM kill stays an incident whatever
+the policy: a restart does not give the container the memory it lacked. Docker never restarts an
+unhealthy container, so ContainerUnhealthy is always an incident.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import docker
@@ -41,13 +49,19 @@ def fingerprint(engine: str, container: str, alertname: str) -> str:
 
 
 def make_alert(
-    engine: str, container: str, alertname: str, status: AlertStatus, at: datetime, **labels: str
+    engine: str,
+    container: str,
+    alertname: str,
+    status: AlertStatus,
+    at: datetime,
+    why: str = "",
+    **labels: str,
 ) -> Alert:
     summary = {
         "ContainerKilled": f"Container {container} on {engine} exited with code {labels.get('exit_code')}",
         "ContainerOOMKilled": f"Container {container} on {engine} was killed by the OOM killer",
         "ContainerUnhealthy": f"Container {container} on {engine} is unhealthy",
-    }[alertname]
+    }[alertname] + (f" ({why})" if why else "")
     return Alert(
         name=alertname,
         status=status,
@@ -68,13 +82,25 @@ def make_alert(
 
 
 class EventClassifier:
-    """Turns one engine's event stream into alerts; keeps the little state that needs."""
+    """Turns one engine's event stream into alerts; keeps the little state that needs.
 
-    def __init__(self, engine: str, inspect: Callable[[str], dict[str, Any] | None]) -> None:
+    ``inspect`` returns the container's inspect document (``State``, ``RestartCount``,
+    ``HostConfig``), or None when it is gone."""
+
+    def __init__(
+        self,
+        engine: str,
+        inspect: Callable[[str], dict[str, Any] | None],
+        crash_loop_restarts: int = 3,
+        crash_loop_window: timedelta = timedelta(minutes=10),
+    ) -> None:
         self.engine = engine
         self.inspect = inspect
+        self.crash_loop_restarts = crash_loop_restarts
+        self.crash_loop_window = crash_loop_window.total_seconds()
         self.last_kill: dict[str, float] = {}
         self.last_oom: dict[str, float] = {}
+        self.policy_restarts: dict[str, deque[float]] = {}
 
     def classify(self, event: dict[str, Any], now: float | None = None) -> Alert | None:
         now = time.monotonic() if now is None else now
@@ -101,10 +127,11 @@ class EventClassifier:
             oom_at = self.last_oom.pop(name, None)
             if oom_at is not None and now - oom_at < OOM_WINDOW_SECONDS:
                 return None  # the oom event already opened (or signalled) the incident
+            info = self.inspect(name) or {}
+            state = info.get("State") or {}
             # Missed the oom event (watcher reconnecting)? The engine's flag is sticky across
             # restarts, so trust it only together with SIGKILL's exit code.
-            state = self.inspect(name) if exit_code == "137" else {}
-            if (state or {}).get("OOMKilled"):
+            if exit_code == "137" and state.get("OOMKilled"):
                 return make_alert(
                     self.engine,
                     name,
@@ -114,14 +141,35 @@ class EventClassifier:
                     image=image,
                     exit_code=exit_code,
                 )
+            restart_policy = (info.get("HostConfig") or {}).get("RestartPolicy") or {}
+            policy = str(restart_policy.get("Name") or "no")
+            restarts = str(info.get("RestartCount", 0))
+            why = ""
+            if state.get("Restarting"):  # the engine's policy is restarting it
+                if not self._crash_looping(name, now):
+                    return None
+                why = (
+                    f"crash loop: {self.crash_loop_restarts} restarts by its {policy} policy "
+                    f"within {self.crash_loop_window:.0f}s"
+                )
+            elif policy == "on-failure":
+                why = (
+                    f"its on-failure restart policy gave up after {restarts} restarts "
+                    f"(MaximumRetryCount {restart_policy.get('MaximumRetryCount', 0)})"
+                )
+            elif policy != "no":
+                why = f"its {policy} restart policy did not restart it"
+            extra = {"restart_policy": policy, "restart_count": restarts} if why else {}
             return make_alert(
                 self.engine,
                 name,
                 "ContainerKilled",
                 AlertStatus.FIRING,
                 at,
+                why,
                 image=image,
                 exit_code=exit_code,
+                **extra,
             )
         if action.startswith("health_status"):
             health = action.split(":", 1)[1].strip() if ":" in action else ""
@@ -134,6 +182,17 @@ class EventClassifier:
                     self.engine, name, "ContainerUnhealthy", AlertStatus.RESOLVED, at, image=image
                 )
         return None
+
+    def _crash_looping(self, name: str, now: float) -> bool:
+        """One more restart by the engine; True (and the count starts over) at the threshold."""
+        times = self.policy_restarts.setdefault(name, deque())
+        times.append(now)
+        while times and now - times[0] > self.crash_loop_window:
+            times.popleft()
+        if len(times) >= self.crash_loop_restarts:
+            times.clear()
+            return True
+        return False
 
 
 class DockerEventsWatcher:
@@ -172,7 +231,12 @@ class DockerEventsWatcher:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30)
                 continue
-            classifier = EventClassifier(target.name, functools.partial(_inspect_state, client))
+            classifier = EventClassifier(
+                target.name,
+                functools.partial(_inspect, client),
+                target.crash_loop_restarts,
+                target.crash_loop_window,
+            )
             stream = client.events(decode=True, filters={"type": "container", "event": EVENTS})
             thread = threading.Thread(
                 target=_pump,
@@ -223,9 +287,9 @@ class DockerEventsWatcher:
                 delay = min(delay * 2, 15)
 
 
-def _inspect_state(client: docker.DockerClient, name: str) -> dict[str, Any] | None:
+def _inspect(client: docker.DockerClient, name: str) -> dict[str, Any] | None:
     try:
-        return dict(client.api.inspect_container(name).get("State") or {})
+        return dict(client.api.inspect_container(name))
     except (NotFound, DockerException):
         return None
 

@@ -1,10 +1,13 @@
 """The intake HTTP server: Alertmanager webhooks in, incident workflows out.
 
 ``POST /alerts/alertmanager`` takes the webhook v4 payload. Every alert in the group is validated
-and routed on its own, so one bad alert never costs the good ones: the answer is 202 with one
-result per routed alert and the reasons for any rejected. Malformed requests get a 4xx naming what
-was wrong; if Temporal cannot take the alerts the answer is 503 so Alertmanager retries (nothing is
-lost, and re-sent alerts deduplicate by fingerprint).
+on its own, so one bad alert never costs the good ones: the answer is 202 with one result per
+accepted alert and the reasons for any rejected. Accepted means committed to the store's outbox:
+the answer never waits for Temporal (a storm of posts costs each one a SQL insert), the alert
+survives a crash of the intake, and the forwarder (workers/forwarder.py) delivers it once per
+(fingerprint, status, startsAt); a repeat is answered ``duplicate``. Malformed requests get a 4xx
+naming what was wrong; if the store cannot take the alerts the answer is 503 so Alertmanager
+retries.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.config import Settings
 from core.metrics import INTAKE_LATENCY, INTAKE_REJECTED
-from core.models import AlertmanagerAlert, AlertmanagerEnvelope
-from workers.routing import AlertRefused, AlertRouter, TemporalUnavailable
+from core.models import Alert, AlertmanagerAlert, AlertmanagerEnvelope
+from workers.forwarder import Forwarder
+from workers.routing import workflow_id_for
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def create_app(settings: Settings, router: AlertRouter, store: Any = None) -> FastAPI:
+def create_app(settings: Settings, forwarder: Forwarder, store: Any = None) -> FastAPI:
     app = FastAPI(title="homelab-agents intake", version="0.1.0")
     token = settings.intake.token.get_secret_value() if settings.intake.token else None
     limit = settings.intake.max_body_bytes
@@ -132,7 +137,7 @@ def create_app(settings: Settings, router: AlertRouter, store: Any = None) -> Fa
             )
 
         received = datetime.now(UTC)
-        accepted: list[dict[str, Any]] = []
+        valid: list[tuple[int, Alert]] = []
         rejected: list[dict[str, Any]] = []
         for index, raw in enumerate(envelope.alerts):
             try:
@@ -151,31 +156,36 @@ def create_app(settings: Settings, router: AlertRouter, store: Any = None) -> Fa
                 rejected.append({"index": index, "reason": problem})
                 INTAKE_REJECTED.labels("alert").inc()
                 continue
-            try:
-                routed = await router.route(parsed.to_alert(received))
-            except AlertRefused as exc:
-                rejected.append({"index": index, "reason": str(exc)[:500]})
-                INTAKE_REJECTED.labels("alert").inc()
-                continue
-            except TemporalUnavailable as exc:
-                log.warning("%s", exc)
-                return AsciiJSONResponse(
-                    {
-                        "error": "Temporal is unavailable; retry",
-                        "detail": str(exc),
-                        "routed": accepted,
-                    },
-                    status_code=503,
-                    headers={"Retry-After": "5"},
-                )
-            accepted.append({"index": index, **routed.model_dump(mode="json")})
-        if not accepted:
+            valid.append((index, parsed.to_alert(received)))
+        if not valid:
             return _error(422, "no valid alert in the payload", rejected=rejected)
+        try:
+            accepted = await forwarder.accept([alert for _, alert in valid])
+        except SQLAlchemyError as exc:
+            log.warning("the outbox could not take %d alerts: %s", len(valid), exc)
+            INTAKE_REJECTED.labels("503").inc()
+            return AsciiJSONResponse(
+                {"error": "the intake's store is unavailable; retry"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        results = [
+            {
+                "index": index,
+                "fingerprint": alert.fingerprint,
+                "alertname": alert.name,
+                "status": alert.status.value,
+                "workflow_id": workflow_id_for(alert),
+                "delivery_id": one.delivery_id,
+                "action": "accepted" if one.new else "duplicate",
+            }
+            for (index, alert), one in zip(valid, accepted, strict=True)
+        ]
         return AsciiJSONResponse(
             {
                 "status": "accepted",
                 "received_at": received.isoformat(),
-                "results": accepted,
+                "results": results,
                 "rejected": rejected,
             },
             status_code=202,

@@ -1,22 +1,38 @@
-"""Alert → workflow routing, shared by the HTTP intake and the Docker events watcher.
+"""Alert → workflow routing, shared by the intake's forwarder, the Docker events watcher (through
+the intake's outbox) and the scheduled findings.
 
 Firing alerts signal-with-start ``incident-<fingerprint>``: the first notification starts the
-incident, every re-notification signals the running one (never a second workflow). Resolved
+incident, every later one signals the running one (never a second workflow). Resolved
 notifications only signal; with no open incident they are acknowledged and dropped.
+
+Each call carries a request id. Temporal keeps the ids of the signals (and the signal-with-start)
+a workflow received and drops a repeat, so a caller that re-sends after not hearing back (the
+forwarder after a crash between sending and recording) cannot deliver the same alert twice. The
+SDK draws a random id per call, so the request is built here from the API's own messages.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import WorkflowIdConflictPolicy, WorkflowIdReusePolicy
+from temporalio.api.sdk.v1 import UserMetadata
+from temporalio.api.workflowservice.v1 import (
+    SignalWithStartWorkflowExecutionRequest,
+    SignalWorkflowExecutionRequest,
+)
 from temporalio.client import Client
+from temporalio.converter import encode_search_attributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.metrics import ALERTS_RECEIVED
 from core.models import Alert, AlertStatus, IncidentInput
-from workflows.incident import IncidentWorkflow, start_attributes
+from workflows.incident import start_attributes
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +66,19 @@ class Routed(BaseModel):
     action: Literal["signal-with-start", "signalled", "no-open-incident"]
 
 
+WORKFLOW_TYPE = "IncidentWorkflow"  # @workflow.defn(name=...) of workflows/incident.py
+RPC_TIMEOUT = timedelta(seconds=10)
+"""A call that hears nothing back within this is retried (with the same request id)."""
+
+
 def workflow_id_for(alert: Alert) -> str:
     return f"incident-{alert.fingerprint}"
+
+
+def summary_for(alert: Alert) -> str:
+    labels = alert.labels
+    where = labels.get("container") or labels.get("name") or labels.get("instance", "")
+    return f"{alert.name} {where}".strip()
 
 
 class AlertRouter:
@@ -59,31 +86,24 @@ class AlertRouter:
         self.client = client
         self.task_queue = task_queue
 
-    async def route(self, alert: Alert) -> Routed:
+    async def route(self, alert: Alert, request_id: str | None = None) -> Routed:
+        """Deliver one alert; ``request_id`` makes a repeat of the same delivery a no-op."""
         wid = workflow_id_for(alert)
+        rid = request_id or str(uuid.uuid4())
         try:
             if alert.status is AlertStatus.FIRING:
-                handle = await self.client.start_workflow(
-                    IncidentWorkflow.run,
-                    IncidentInput(alert=alert),
-                    id=wid,
-                    task_queue=self.task_queue,
-                    start_signal="alert",
-                    start_signal_args=[alert],
-                    search_attributes=start_attributes(alert),
-                    static_summary=f"{alert.name} {alert.labels.get('container') or alert.labels.get('instance', '')}".strip(),
-                )
+                run_id = await self._signal_with_start(alert, wid, rid)
                 result = Routed(
                     fingerprint=alert.fingerprint,
                     alertname=alert.name,
                     status=alert.status,
                     workflow_id=wid,
-                    run_id=handle.result_run_id or "",
+                    run_id=run_id,
                     action="signal-with-start",
                 )
             else:
                 try:
-                    await self.client.get_workflow_handle(wid).signal("alert", alert)
+                    await self._signal(alert, wid, rid)
                     action: Literal["signalled", "no-open-incident"] = "signalled"
                 except RPCError as err:
                     if err.status is not RPCStatusCode.NOT_FOUND:
@@ -106,5 +126,48 @@ class AlertRouter:
             raise TemporalUnavailable(
                 f"Temporal did not accept alert {alert.fingerprint}: {err}"
             ) from err
+        except RuntimeError as err:  # a lazy client that cannot connect yet
+            ALERTS_RECEIVED.labels(alert.source, alert.status.value, "unavailable").inc()
+            raise TemporalUnavailable(
+                f"Temporal did not accept alert {alert.fingerprint}: {err}"
+            ) from err
         ALERTS_RECEIVED.labels(alert.source, alert.status.value, result.action).inc()
         return result
+
+    async def _signal_with_start(self, alert: Alert, wid: str, request_id: str) -> str:
+        """``start_workflow(IncidentWorkflow.run, ..., start_signal="alert")`` with our id."""
+        converter = self.client.data_converter
+        req = SignalWithStartWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            workflow_id=wid,
+            identity=self.client.identity,
+            request_id=request_id,
+            signal_name="alert",
+            workflow_id_reuse_policy=WorkflowIdReusePolicy.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+            workflow_id_conflict_policy=WorkflowIdConflictPolicy.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+        )
+        req.workflow_type.name = WORKFLOW_TYPE
+        req.task_queue.name = self.task_queue
+        req.input.payloads.extend(await converter.encode([IncidentInput(alert=alert)]))
+        req.signal_input.payloads.extend(await converter.encode([alert]))
+        encode_search_attributes(start_attributes(alert), req.search_attributes)
+        req.user_metadata.CopyFrom(
+            UserMetadata(summary=(await converter.encode([summary_for(alert)]))[0])
+        )
+        response = await self.client.workflow_service.signal_with_start_workflow_execution(
+            req, retry=True, timeout=RPC_TIMEOUT
+        )
+        return response.run_id
+
+    async def _signal(self, alert: Alert, wid: str, request_id: str) -> None:
+        req = SignalWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=wid),
+            signal_name="alert",
+            identity=self.client.identity,
+            request_id=request_id,
+        )
+        req.input.payloads.extend(await self.client.data_converter.encode([alert]))
+        await self.client.workflow_service.signal_workflow_execution(
+            req, retry=True, timeout=RPC_TIMEOUT
+        )

@@ -23,6 +23,7 @@ from activities.store import Store
 from core.config import Settings
 from workers.devserver import DevServer
 from workers.docker_events import DockerEventsWatcher
+from workers.forwarder import Forwarder
 from workers.intake import create_app
 from workers.routing import AlertRouter
 from workers.schedules import apply as apply_schedules
@@ -51,8 +52,24 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _serve_intake(settings: Settings, router: AlertRouter, store: Store | None) -> None:
-    app = create_app(settings, router, store=store)
+def make_forwarder(settings: Settings, router: AlertRouter, store: Store) -> Forwarder:
+    return Forwarder(
+        store,
+        router.route,
+        concurrency=settings.intake.forward_concurrency,
+        dedup_window=settings.intake.dedup_window,
+    )
+
+
+async def _serve_intake(
+    settings: Settings,
+    router: AlertRouter,
+    store: Store,
+    forwarder: Forwarder | None = None,
+) -> None:
+    """The HTTP server and the forwarder that delivers what it accepted; both or neither."""
+    forwarder = forwarder or make_forwarder(settings, router, store)
+    app = create_app(settings, forwarder, store=store)
     config = uvicorn.Config(
         app,
         host=settings.intake.host,
@@ -63,6 +80,7 @@ async def _serve_intake(settings: Settings, router: AlertRouter, store: Store | 
     )
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
+    forwarding = asyncio.create_task(forwarder.run())
     try:
         await asyncio.shield(serving)
     except asyncio.CancelledError:
@@ -70,6 +88,10 @@ async def _serve_intake(settings: Settings, router: AlertRouter, store: Store | 
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, timeout=5)
         raise
+    finally:
+        forwarding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await forwarding
     if not server.started:
         raise RuntimeError(
             f"intake could not listen on {settings.intake.host}:{settings.intake.port}"
@@ -98,14 +120,15 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
         parts = build_components(settings, _notifiers(settings))
         publish_records(parts.store, settings.memory)
         router = AlertRouter(client, settings.temporal.task_queue)
-        watcher = DockerEventsWatcher(settings, router.route)
+        forwarder = make_forwarder(settings, router, parts.store)
+        watcher = DockerEventsWatcher(settings, forwarder.submit)
         supervisor = Supervisor()
 
         async def worker() -> None:
             await build_worker(client, parts).run()
 
         supervisor.add("worker", worker)
-        supervisor.add("intake", lambda: _serve_intake(settings, router, parts.store))
+        supervisor.add("intake", lambda: _serve_intake(settings, router, parts.store, forwarder))
         supervisor.add("docker-events", watcher.run)
         if settings.telegram.enabled:
             from workers.telegram import serve_bot
@@ -175,14 +198,18 @@ async def run_worker(settings: Settings) -> None:
 
 
 async def run_intake(settings: Settings) -> None:
+    """The intake accepts alerts while Temporal is down (the client connects on first use):
+    they wait in the outbox and go out when it returns."""
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    client = await connect(settings)
+    client = await connect(settings, lazy=True)
     router = AlertRouter(client, settings.temporal.task_queue)
-    watcher = DockerEventsWatcher(settings, router.route)
     store = Store(settings.store_url)
+    store.migrate()
+    forwarder = make_forwarder(settings, router, store)
+    watcher = DockerEventsWatcher(settings, forwarder.submit)
     supervisor = Supervisor()
-    supervisor.add("intake", lambda: _serve_intake(settings, router, store))
+    supervisor.add("intake", lambda: _serve_intake(settings, router, store, forwarder))
     supervisor.add("docker-events", watcher.run)
     console.print(
         f"intake on http://{settings.intake.host}:{settings.intake.port}/alerts/alertmanager"

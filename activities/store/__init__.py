@@ -1,5 +1,5 @@
 """The SQL store: change log, approval records, incident records, kill switch, bot and LLM state,
-learned outcomes and policy state.
+learned outcomes and policy state, the intake's outbox.
 
 SQLAlchemy Core over SQLite (default) or PostgreSQL (psycopg 3), with the same schema and queries.
 The change log and approval records are append-only, enforced by triggers in the database itself
@@ -17,6 +17,7 @@ from activities.store.incidents import Incidents
 from activities.store.learning import Learning, PolicyStateError
 from activities.store.llm import LLMLedger
 from activities.store.locks import TargetLocks
+from activities.store.outbox import AlertOutbox
 from activities.store.schema import MIGRATIONS
 from activities.store.telegram import TelegramState
 
@@ -31,6 +32,7 @@ class Store(
     LLMLedger,
     Findings,
     Learning,
+    AlertOutbox,
     StoreBase,
 ):
     """Synchronous store; activities call it through ``asyncio.to_thread``."""

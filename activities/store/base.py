@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -97,7 +98,7 @@ class StoreBase:
                 return []
             owner = _engine(self.owner_url) if self.owner_url else self.engine
             try:
-                applied = self._apply(owner)
+                applied = self._apply_retrying(owner)
             except sa.exc.ProgrammingError as exc:
                 if self.owner_url is None and "permission denied" in str(exc).lower():
                     raise StoreError(
@@ -110,6 +111,18 @@ class StoreBase:
                     owner.dispose()
             self._migrated = True
             return applied
+
+    def _apply_retrying(self, owner: Engine) -> list[int]:
+        """SQLite: a process that loses the race for the write lock retries, then reads what the
+        winner applied (PostgreSQL waits on the advisory lock instead)."""
+        for attempt in range(10):
+            try:
+                return self._apply(owner)
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                if owner.dialect.name != "sqlite" or attempt == 9:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _apply(self, owner: Engine) -> list[int]:
         applied: list[int] = []

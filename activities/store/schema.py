@@ -309,6 +309,27 @@ policy_overrides = sa.Table(
     sa.Column("change_id", sa.String(64), nullable=False),
 )
 
+# --- intake outbox (migration 10): alerts accepted by the intake, until Temporal has them -------
+
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    # uuid-shaped hash of (fingerprint, status, startsAt): the dedup key and Temporal's request id
+    sa.Column("delivery_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("alert", sa.JSON, nullable=False),
+    sa.Column("accepted_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # pending, delivered, refused
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("done_at", UTCDateTime, nullable=True, index=True),
+)
+
 APPEND_ONLY = ("changes", "approvals", "control_events")
 AUDIT_TABLES = (*APPEND_ONLY, "telegram_refusals")
 """Append-only, by triggers on UPDATE, DELETE and (PostgreSQL) TRUNCATE; the run-time role may
@@ -464,6 +485,10 @@ def _m9_learning(conn: Connection) -> None:
     )
 
 
+def _m10_alert_outbox(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[alert_outbox])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
@@ -474,6 +499,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "no TRUNCATE of the audit tables", _m7_no_truncate),
     (8, "change log hash chain", _m8_change_chain),
     (9, "learning: action outcomes, learned restrictions, accepted overrides", _m9_learning),
+    (10, "intake outbox", _m10_alert_outbox),
 ]
 
 

@@ -4,7 +4,8 @@
 # promtool (from the prometheus package) for the shipped alert rules, logrotate for the hosts tools,
 # Unbound, and the services the Redis, proxy and broker toolsets act on (Redis, nginx, Caddy,
 # HAProxy, RabbitMQ, NATS, Mosquitto).
-# Unbound, pebble + certbot (ACME), restic and borgbackup.
+# Unbound, pebble + certbot (ACME), restic and borgbackup; debootstrap (the image's local Debian
+# base) and Chromium (headless, the Web UI screenshots).
 # Debian/Ubuntu, as root. Safe to re-run: installs only what is missing.
 set -euo pipefail
 
@@ -45,6 +46,10 @@ command -v pebble >/dev/null 2>&1 || need+=(pebble)
 command -v certbot >/dev/null 2>&1 || need+=(certbot)
 command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v borg >/dev/null 2>&1 || need+=(borgbackup)
+# the image benchmark builds its Debian base here (debootstrap, then docker import); the Web UI
+# screenshots come from headless Chromium
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from core.models import AlertStatus
@@ -16,7 +17,16 @@ def event(action: str, name: str = "web", **attrs: str) -> dict[str, Any]:
 
 
 def classifier(state: dict[str, Any] | None = None) -> EventClassifier:
-    return EventClassifier("lab", lambda name: state)
+    return EventClassifier("lab", lambda name: None if state is None else {"State": state})
+
+
+def policed(restarting: bool, policy: str = "on-failure", count: int = 1, limit: int = 0) -> Any:
+    """The inspect document the engine gives at a die event under a restart policy."""
+    return {
+        "State": {"Status": "restarting" if restarting else "exited", "Restarting": restarting},
+        "RestartCount": count,
+        "HostConfig": {"RestartPolicy": {"Name": policy, "MaximumRetryCount": limit}},
+    }
 
 
 def test_non_zero_die_is_container_killed() -> None:
@@ -65,3 +75,44 @@ def test_health_status_fires_and_resolves() -> None:
         and good.status is AlertStatus.RESOLVED
         and good.fingerprint == bad.fingerprint
     )
+
+
+def test_a_death_the_engine_restarts_is_left_to_its_policy_until_it_loops() -> None:
+    docs = iter([policed(True, "always", n) for n in range(1, 7)])
+    c = EventClassifier("lab", lambda name: next(docs), 3, timedelta(seconds=60))
+    assert c.classify(event("die", exitCode="3"), now=0) is None
+    assert c.classify(event("die", exitCode="3"), now=10) is None
+    loop = c.classify(event("die", exitCode="3"), now=20)  # third restart within the window
+    assert loop is not None and loop.name == "ContainerKilled"
+    assert loop.labels["restart_policy"] == "always" and loop.labels["restart_count"] == "3"
+    assert "crash loop" in loop.annotations["summary"]
+    assert loop.fingerprint == fingerprint("lab", "web", "ContainerKilled")
+    # the count starts over after an alert; restarts spread wider than the window never loop
+    assert c.classify(event("die", exitCode="3"), now=100) is None
+    assert c.classify(event("die", exitCode="3"), now=170) is None
+    assert c.classify(event("die", exitCode="3"), now=240) is None
+
+
+def test_a_policy_that_gave_up_is_an_incident_and_says_so() -> None:
+    c = EventClassifier("lab", lambda name: policed(False, "on-failure", 2, 2))
+    alert = c.classify(event("die", exitCode="3"), now=1)
+    assert alert is not None and alert.labels["restart_count"] == "2"
+    assert "gave up after 2 restarts (MaximumRetryCount 2)" in alert.annotations["summary"]
+
+
+def test_an_oom_kill_is_an_incident_whatever_the_policy() -> None:
+    c = EventClassifier("lab", lambda name: policed(True, "always"))
+    oom = c.classify(event("oom"), now=1)
+    assert oom is not None and oom.name == "ContainerOOMKilled"
+    assert c.classify(event("die", exitCode="137"), now=1.2) is None  # folded into the OOM
+
+
+def test_without_a_policy_or_a_container_every_death_is_an_incident() -> None:
+    assert (
+        EventClassifier("lab", lambda name: policed(False, "no", 0)).classify(
+            event("die", exitCode="3"), now=1
+        )
+        is not None
+    )
+    gone = EventClassifier("lab", lambda name: None).classify(event("die", exitCode="3"), now=1)
+    assert gone is not None and "restart_policy" not in gone.labels
