@@ -167,7 +167,7 @@ def test_rows_recorded_before_the_chain_are_chained_by_its_migration(tmp_path: P
     old.close()
 
     store = Store(f"sqlite:///{path}")
-    assert store.migrate() == [8]
+    assert store.migrate()[0] == 8  # and any later ones
     assert store.record_change(change("new", at=T0 + timedelta(hours=1)))
     with store.engine.connect() as conn:
         order = conn.execute(sa.text("SELECT change_id FROM changes ORDER BY seq")).scalars().all()

@@ -489,6 +489,8 @@ async def test_identical_incident_is_answered_from_the_cache(
     settings = settings_with(
         settings_factory, [provider(llm.route("good", plan=START_PLAN), "good")]
     )
+    # With memory on, the second incident recalls the first: another prompt, rightly not cached.
+    settings.memory.enabled = False
     docker = FakeDocker(running=False)
     async with running(ts_env, settings, docker) as parts:
         first, _ = await run_incident(ts_env, settings, alert())
