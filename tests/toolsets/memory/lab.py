@@ -15,7 +15,6 @@ from tests.integration.stack import (
     run_container,
     wait_exited,
 )
-from workers.operations import decide
 
 # A restartable service that dies once per `docker kill`: after its first death it sleeps.
 CRASH_ONCE = "if [ -f /tmp/crashed ]; then exec sleep 100000; fi; touch /tmp/crashed; exit 3"
@@ -46,7 +45,7 @@ diagnostics:
   - {{key: inspect, tool: docker.inspect}}
 remediations:
   - tool: docker.update_resources
-    params: {{cpu_shares: 512}}
+    params: {{cpu_shares: 2048}}
     rationale: fix A
     when:
       - {{evidence: inspect, path: state.running, equals: false}}
@@ -69,7 +68,7 @@ diagnostics:
   - {{key: inspect, tool: docker.inspect}}
 remediations:
   - tool: docker.update_resources
-    params: {{cpu_shares: 512}}
+    params: {{cpu_shares: 2048}}
     when:
       - {{evidence: inspect, path: state.running, equals: false}}
 {VERIFY_RUNNING}"""
@@ -84,7 +83,7 @@ def runbook_dir(tmp: Path, *texts: str) -> Path:
 
 
 def dead_container(stack: Stack, prefix: str, command: str = "exit 3") -> Any:
-    """An exited container with explicit CPU shares (fix A changes them; the saga restores them)."""
+    """An exited container with explicit CPU shares (fix A raises them, a growth the policy lets through; the saga restores them)."""
     container = run_container(
         stack.docker(), f"{prefix}-{uuid.uuid4().hex[:6]}", command, cpu_shares=1024
     )
@@ -110,7 +109,5 @@ async def post(stack: Stack, alert: str, container: Any, **labels: str) -> str:
 
 async def approve(stack: Stack, wid: str, approve: bool = True) -> IncidentState:
     await stack.wait_state(wid, lambda s: s.pending_approval is not None, timeout=60)
-    await decide(
-        stack.client, stack.store, wid, ApprovalDecision(approve=approve, approver="alice")
-    )
+    await stack.decide(wid, ApprovalDecision(approve=approve, approver="alice"))
     return await stack.result(wid)

@@ -35,7 +35,6 @@ from tests.toolsets.memory.lab import (
 )
 from workers.lab.dockerd import DockerEngine
 from workers.learning import accept, level_now, suggest
-from workers.operations import decide
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +77,7 @@ async def test_two_rollbacks_make_the_third_incident_ask_for_approval(
             )
             for r in request.reasons
         ), request.reasons
-        await decide(
-            stack.client, stack.store, third, ApprovalDecision(approve=False, approver="alice")
-        )
+        await stack.decide(third, ApprovalDecision(approve=False, approver="alice"))
         denied = await stack.result(third)
         assert denied.outcome is Outcome.ESCALATED
         container.reload()
