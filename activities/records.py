@@ -19,11 +19,12 @@ from core.config import MemorySettings
 from core.metrics import (
     APPROVALS,
     CHANGES,
+    INCIDENT_ALERTS,
     INCIDENT_DURATION,
     INCIDENTS_CLOSED,
     LEARNED_RESTRICTIONS,
 )
-from core.models import ApprovalRecord, ChangeRecord, ChangeResult, IncidentState
+from core.models import ApprovalRecord, ChangeRecord, ChangeResult, IncidentState, Outcome
 from core.redact import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class RecordActivities:
             INCIDENT_DURATION.labels(state.outcome.value).observe(
                 (state.closed_at - state.opened_at).total_seconds()
             )
+            if state.outcome is not Outcome.JOINED:
+                INCIDENT_ALERTS.observe(1 + len(state.joined))
 
     @activity.defn(name=contracts.PAUSED.name)
     async def paused(self) -> bool:

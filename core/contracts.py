@@ -128,3 +128,12 @@ MEMORY_RECALL = Contract("memory.recall", (RecallRequest,), Recall)
 MEMORY_FLAPPING = Contract("memory.flapping", (FlapRequest,), FlapVerdict)
 
 ALL.extend([MEMORY_REMEMBER, MEMORY_RECALL, MEMORY_FLAPPING])
+
+# --- correlation: one incident per problem ------------------------------------------------------
+
+from core.models import ProblemClaim, ProblemClaimRequest, ProblemRelease  # noqa: E402
+
+PROBLEM_CLAIM = Contract("problems.claim", (ProblemClaimRequest,), ProblemClaim)
+PROBLEM_RELEASE = Contract("problems.release", (ProblemRelease,), type(None))
+
+ALL.extend([PROBLEM_CLAIM, PROBLEM_RELEASE])

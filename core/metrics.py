@@ -169,3 +169,17 @@ INTAKE_DELIVERED = Counter(
     "Outbox rows closed, by result (delivered, refused: Temporal will never take the alert).",
     ["result"],
 )
+
+# --- correlation: one incident per problem ------------------------------------------------------
+
+ALERTS_JOINED = Counter(
+    "homelab_alerts_joined_total",
+    "Alerts that joined an open incident of the same problem instead of opening their own, by "
+    "incident type.",
+    ["incident_type"],
+)
+INCIDENT_ALERTS = Histogram(
+    "homelab_incident_alerts",
+    "Alerts per closed incident (its own and those that joined it).",
+    buckets=(1, 2, 3, 5, 10, 20, 50, 100),
+)

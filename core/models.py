@@ -359,6 +359,7 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled_back"
     DRY_RUN = "dry_run"  # observe mode: plan previewed, nothing changed
     CANCELLED = "cancelled"  # a user cancelled the workflow: what it changed was compensated
+    JOINED = "joined"  # another open incident owns this problem: the alert joined it
 
 
 class Evidence(Model):
@@ -693,6 +694,44 @@ class ActionOutcome(Model):
     compensation: ToolCall | None = None
 
 
+class JoinedAlert(Model):
+    """Another alert of the same problem, handed to the incident that owns it."""
+
+    fingerprint: str
+    name: str
+    status: AlertStatus
+    labels: dict[str, str] = Field(default_factory=dict)
+    summary: str = ""
+    via: str = Field(default="", description="the incident (workflow id) it arrived as")
+
+
+class ProblemClaimRequest(Model):
+    """Who owns this problem: the canonical target and the runbook's incident type."""
+
+    key: str = Field(max_length=400)
+    target: str
+    incident_type: str
+    workflow_id: str
+    run_id: str
+    fingerprint: str
+
+
+class ProblemClaim(Model):
+    owned: bool
+    owner_workflow_id: str
+    note: str = ""
+
+
+class ProblemRelease(Model):
+    key: str
+    workflow_id: str
+
+
+def problem_key(target: str, incident_type: str) -> str:
+    """One incident per problem: the canonical target plus what is wrong with it."""
+    return f"{target}#{incident_type}"
+
+
 class IncidentState(Model):
     """What the workflow exposes through its ``state`` query (and the CLI/UI show)."""
 
@@ -712,6 +751,10 @@ class IncidentState(Model):
     alerts_received: int = 0
     notifications_sent: int = 0
     alert_resolved: bool = False
+    joined: list[JoinedAlert] = Field(
+        default_factory=list, description="other alerts of the same problem that joined this one"
+    )
+    joined_to: str = Field(default="", description="the incident this alert joined (JOINED)")
     paused: bool = False
     outcome: Outcome | None = None
     closed_at: datetime | None = None

@@ -303,6 +303,11 @@ def incident_lines(s: IncidentState) -> list[str]:
             f"{'  CRITICAL' if s.triage.critical else ''}  runbook "
             f"{s.triage.runbook.name if s.triage.runbook else '-'}"
         )
+    if s.joined_to:
+        lines.append(f"joined {s.joined_to} (the incident that owns this problem)")
+    lines += [
+        f"  alert {j.name} {j.fingerprint} {j.status.value} (joined via {j.via})" for j in s.joined
+    ]
     lines += [f"  evidence {e.key}: {'ok' if e.ok else e.error}" for e in s.evidence]
     if s.plan:
         lines.append(f"plan ({s.plan.source}, confidence {s.plan.confidence}):")

@@ -13,8 +13,10 @@ SDK draws a random id per call, so the request is built here from the API's own 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
 
@@ -30,6 +32,7 @@ from temporalio.client import Client
 from temporalio.converter import encode_search_attributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.store.problems import Owner
 from core.metrics import ALERTS_RECEIVED
 from core.models import Alert, AlertStatus, IncidentInput
 from workflows.incident import start_attributes
@@ -82,9 +85,18 @@ def summary_for(alert: Alert) -> str:
 
 
 class AlertRouter:
-    def __init__(self, client: Client, task_queue: str) -> None:
+    """``owner_of(fingerprint)``: the open incident an alert joined (one incident per problem),
+    so a joined alert's resolved notification reaches the incident that owns its problem."""
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        owner_of: Callable[[str], Owner | None] | None = None,
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
+        self.owner_of = owner_of
 
     async def route(self, alert: Alert, request_id: str | None = None) -> Routed:
         """Deliver one alert; ``request_id`` makes a repeat of the same delivery a no-op."""
@@ -109,6 +121,14 @@ class AlertRouter:
                     if err.status is not RPCStatusCode.NOT_FOUND:
                         raise
                     action = "no-open-incident"
+                    owner = await self._owner(alert)
+                    if owner and owner != wid:
+                        try:
+                            await self._signal(alert, owner, rid)
+                            wid, action = owner, "signalled"
+                        except RPCError as again:
+                            if again.status is not RPCStatusCode.NOT_FOUND:
+                                raise
                 result = Routed(
                     fingerprint=alert.fingerprint,
                     alertname=alert.name,
@@ -133,6 +153,13 @@ class AlertRouter:
             ) from err
         ALERTS_RECEIVED.labels(alert.source, alert.status.value, result.action).inc()
         return result
+
+    async def _owner(self, alert: Alert) -> str:
+        """The running incident this alert's problem belongs to, if it joined one."""
+        if self.owner_of is None:
+            return ""
+        owner = await asyncio.to_thread(self.owner_of, alert.fingerprint)
+        return owner.workflow_id if owner else ""
 
     async def _signal_with_start(self, alert: Alert, wid: str, request_id: str) -> str:
         """``start_workflow(IncidentWorkflow.run, ..., start_signal="alert")`` with our id."""

@@ -18,6 +18,7 @@ from activities.locks import LockActivities
 from activities.memory.activities import MemoryActivities
 from activities.notify import Notifier, NotifyActivities
 from activities.proactive.activities import ProactiveActivities
+from activities.problems import ProblemActivities
 from activities.records import RecordActivities
 from activities.runbooks import load_runbooks
 from activities.store import Store
@@ -94,9 +95,10 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     verifier = DecisionVerifier(settings)
     locks = LockActivities(client, parts.store)
     notify = NotifyActivities(parts.notifiers)
-    router = AlertRouter(client, settings.temporal.task_queue)
+    router = AlertRouter(client, settings.temporal.task_queue, parts.store.owner_of_alert)
     proactive = ProactiveActivities(settings, parts.clients, parts.store, client, router.route)
     memory = MemoryActivities(settings, parts.store)
+    problems = ProblemActivities(client, parts.store)
     return [
         *ToolActivities(runner).all(),
         incident.triage,
@@ -125,6 +127,8 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         memory.remember,
         memory.recall,
         memory.flapping,
+        problems.claim,
+        problems.release,
     ]
 
 

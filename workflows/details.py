@@ -15,6 +15,11 @@ def render(s: IncidentState) -> str:
             f"target `{s.triage.target}` · severity {s.triage.severity}"
             + (" · **critical**" if s.triage.critical else "")
         )
+    if s.joined_to:
+        lines.append(f"joined incident `{s.joined_to}` (same problem): no action of its own")
+    if s.joined:
+        lines.append(f"{1 + len(s.joined)} alerts of this problem:")
+        lines.extend(f"- {j.name} `{j.fingerprint}` {j.status.value}" for j in s.joined)
     if s.plan:
         lines.append(f"plan ({s.plan.source}):")
         lines.extend(f"- {a.id} `{a.tool}` {a.params or ''}" for a in s.plan.actions)

@@ -22,8 +22,10 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequest,
         ApprovalSignal,
         ApprovalVerdict,
+        Evidence,
         IncidentInput,
         IncidentState,
+        JoinedAlert,
         Notification,
         Outcome,
         Phase,
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.approval_gate import ApprovalGate
     from workflows.calls import call
+    from workflows.grouping import Problem
     from workflows.outbox import Outbox
     from workflows.remediation import KillSwitch, rollback
     from workflows.saga import Saga
@@ -55,6 +58,8 @@ class IncidentFlow:
         self.outbox = Outbox()
         self.lock = TargetLock()
         self.kill_switch = KillSwitch()
+        self.problem = Problem()
+        self.own_resolved = False
         self.gate = ApprovalGate(self.state, self.notify, self.set_phase)
         self.finished: Outcome | None = None  # published with the final phase, in close()
 
@@ -160,12 +165,13 @@ class IncidentFlow:
         outcome = s.outcome = self.finished or Outcome.ESCALATED
         if outcome in (Outcome.ESCALATED, Outcome.ROLLED_BACK):
             final = Phase.ESCALATED
-        elif outcome in (Outcome.DRY_RUN, Outcome.CANCELLED):
+        elif outcome in (Outcome.DRY_RUN, Outcome.CANCELLED, Outcome.JOINED):
             final = Phase.CLOSED
         else:
             final = Phase.RESOLVED
         s.closed_at = workflow.now()
         await self.set_phase(final)
+        await self.problem.release(s)
         try:
             await self.gate.save()
             await call(contracts.RECORD_INCIDENT, s, summary="incident record", **options.record())
@@ -173,7 +179,7 @@ class IncidentFlow:
             s.notes.append(f"the incident record could not be stored: {err.cause}")
         if memory.enabled():
             await memory.remember(s)
-        if final is not Phase.ESCALATED:
+        if final is not Phase.ESCALATED and outcome is not Outcome.JOINED:
             self.notify(
                 "resolved",
                 f"{outcome.value}: {s.alert.name}",
@@ -207,14 +213,53 @@ class IncidentFlow:
 
     @workflow.signal
     def alert(self, alert: Alert) -> None:
-        """Re-notifications and the resolved notification of the same alert."""
+        """Re-notifications and the resolved notification of this incident's alert, or of an
+        alert that joined it (the router finds the owner of a joined alert's fingerprint)."""
+        self.state.alerts_received += 1
+        if alert.fingerprint != self.state.alert.fingerprint:
+            self.join(
+                JoinedAlert(
+                    fingerprint=alert.fingerprint,
+                    name=alert.name,
+                    status=alert.status,
+                    labels=alert.labels,
+                    summary=alert.annotations.get("summary", ""),
+                )
+            )
+            return
         if alert.status is AlertStatus.RESOLVED:
-            self.state.alert_resolved = True
+            self.own_resolved = True
         else:
             self.state.alert = self.state.alert.model_copy(
                 update={"annotations": alert.annotations}
             )
-        self.state.alerts_received += 1
+        self._all_resolved()
+
+    @workflow.signal
+    def join(self, joined: JoinedAlert) -> None:
+        """Another alert of this problem: listed, its labels kept as evidence; the problem counts
+        as cleared only once every alert of it has resolved."""
+        known = next((j for j in self.state.joined if j.fingerprint == joined.fingerprint), None)
+        if known is None:
+            self.state.joined.append(joined)
+            self.state.evidence.append(
+                Evidence(
+                    key=f"joined.{joined.fingerprint}",
+                    tool="alert",
+                    target=joined.via or joined.fingerprint,
+                    ok=True,
+                    data={"alert": joined.name, "labels": joined.labels, "summary": joined.summary},
+                )
+            )
+        else:
+            known.status = joined.status
+            known.labels = joined.labels or known.labels
+        self.show()
+        self._all_resolved()
+
+    def _all_resolved(self) -> None:
+        still = [j for j in self.state.joined if j.status is AlertStatus.FIRING]
+        self.state.alert_resolved = self.own_resolved and not still
 
     @workflow.signal
     def pause(self) -> None:

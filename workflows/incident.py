@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationResult,
         VerifyRequest,
     )
-    from workflows import memory, options
+    from workflows import grouping, memory, options
     from workflows import search_attributes as sa
     from workflows.calls import call
     from workflows.flow import IncidentFlow
@@ -86,6 +86,12 @@ class IncidentWorkflow(IncidentFlow):
         triage = await self.triage()
         if triage.runbook is None or triage.target is None:
             return await self.escalate(["cannot act on this alert", *triage.notes])
+        if grouping.enabled():
+            owner = await self.problem.claim_or_join(self.state, triage)
+            if owner:  # another incident has this problem in hand: no notification, no action
+                self.state.joined_to = owner
+                self.state.notes.append(f"joined {owner}: it owns this problem")
+                return self.finish(Outcome.JOINED)
         if memory.enabled():
             verdict = await memory.flapping(self.state, triage)
             if verdict is not None and verdict.flapping:
@@ -93,8 +99,10 @@ class IncidentWorkflow(IncidentFlow):
         self.notify("opened", f"Incident opened: {self.state.alert.name} on {triage.target}")
 
         await self.set_phase(Phase.DIAGNOSE)
-        self.state.evidence = await self.diagnose(triage)
-        cut_off = unreachable(triage, self.state.evidence)
+        joined = list(self.state.evidence)  # alerts that joined while triage ran
+        found = await self.diagnose(triage)
+        self.state.evidence = found + joined
+        cut_off = unreachable(triage, found)
         if cut_off and workflow.patched(ESCALATE_UNREACHABLE):
             return await self.escalate([cut_off])  # nothing can be done, nothing to verify
 

@@ -119,7 +119,9 @@ class TargetLock:
     async def __aenter__(self) -> TargetLock:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is GeneratorExit:
+            return  # the worker evicted this run from its cache: it is not ending, nothing to free
         await self.release()
 
     def grant(self, request_id: str) -> None:

@@ -18,6 +18,7 @@ from activities.store.learning import Learning, PolicyStateError
 from activities.store.llm import LLMLedger
 from activities.store.locks import TargetLocks
 from activities.store.outbox import AlertOutbox
+from activities.store.problems import Problems
 from activities.store.schema import MIGRATIONS
 from activities.store.telegram import TelegramState
 
@@ -28,6 +29,7 @@ class Store(
     Incidents,
     Control,
     TargetLocks,
+    Problems,
     TelegramState,
     LLMLedger,
     Findings,

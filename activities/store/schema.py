@@ -330,6 +330,29 @@ alert_outbox = sa.Table(
     sa.Column("done_at", UTCDateTime, nullable=True, index=True),
 )
 
+# --- problems (migration 11): one incident per problem, and which alerts joined it ------------
+
+problems = sa.Table(
+    "problems",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("target", sa.String(300), nullable=False, index=True),
+    sa.Column("incident_type", sa.String(100), nullable=False),
+    sa.Column("owner_workflow_id", sa.String(200), nullable=False),
+    sa.Column("owner_run_id", sa.String(64), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("open", sa.Boolean, nullable=False),
+)
+
+problem_alerts = sa.Table(
+    "problem_alerts",
+    metadata,
+    sa.Column("fingerprint", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(400), nullable=False, index=True),
+    sa.Column("workflow_id", sa.String(200), nullable=False),
+    sa.Column("joined_at", UTCDateTime, nullable=False),
+)
+
 APPEND_ONLY = ("changes", "approvals", "control_events")
 AUDIT_TABLES = (*APPEND_ONLY, "telegram_refusals")
 """Append-only, by triggers on UPDATE, DELETE and (PostgreSQL) TRUNCATE; the run-time role may
@@ -489,6 +512,10 @@ def _m10_alert_outbox(conn: Connection) -> None:
     metadata.create_all(conn, tables=[alert_outbox])
 
 
+def _m11_problems(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[problems, problem_alerts])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _m1_initial),
     (2, "append-only triggers", _m2_append_only),
@@ -500,6 +527,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "change log hash chain", _m8_change_chain),
     (9, "learning: action outcomes, learned restrictions, accepted overrides", _m9_learning),
     (10, "intake outbox", _m10_alert_outbox),
+    (11, "problems and the alerts that joined them", _m11_problems),
 ]
 
 

@@ -149,7 +149,7 @@ async def running_stack(
     settings = settings or stack_settings(env, engine, tmp, **overrides)
     client = env.client
     parts = build_components(settings, _notifiers(settings))
-    router = AlertRouter(client, settings.temporal.task_queue)
+    router = AlertRouter(client, settings.temporal.task_queue, parts.store.owner_of_alert)
     stack = Stack(settings, client, parts.store, engine, f"http://127.0.0.1:{settings.intake.port}")
     the_worker = build_worker(client, parts) if worker else None
     if the_worker is not None:

@@ -256,7 +256,7 @@ def test_rows_recorded_before_the_chain_are_chained_by_its_migration(
     owner = Store(
         url(roles, "homelab_app", database), owner_url=url(roles, "homelab_owner", database)
     )
-    assert owner.migrate() == [8]
+    assert owner.migrate()[0] == 8  # and any later ones
     owner.close()
     store = Store(url(roles, "homelab_app", database))
     assert store.record_change(change("new", at=T0 + timedelta(hours=1)))

@@ -169,7 +169,9 @@ def _resources_shrink(ctx: ToolContext[ResourceParams], before: dict[str, Any]) 
         ("swap_mib", "swap (MiB)"),
         ("cores", "cores"),
     ):
-        old, new = before[key], after[key]
+        old, new = before.get(key), after.get(key)
+        if old is None or new is None:
+            continue  # not a setting of this kind of guest (a VM has no swap)
         if key == "cores" and (new == 0 or new == old):
             continue  # 0 removes a container's limit: more, not less
         if new < old or (key == "cores" and old == 0 and new):
