@@ -113,6 +113,14 @@ class VerificationAborted(Exception):
     """An abort condition holds: the checks can no longer pass."""
 
 
+def silencer(settings: Settings, alert: Alert) -> TargetRef | None:
+    """Where the incident may mute its own alert: Alertmanager's alerts only."""
+    if alert.source != "alertmanager":
+        return None
+    chosen = next((t for t in settings.alertmanager if t.silence_own_alerts), None)
+    return TargetRef(service="alertmanager", target=chosen.name) if chosen else None
+
+
 class IncidentActivities:
     def __init__(
         self, settings: Settings, catalog: Catalog, runner: ToolRunner, runbooks: list[Runbook]
@@ -132,6 +140,7 @@ class IncidentActivities:
             "approvers": list(settings.approval.approvers),
             "ui_url": self._ui_url(),
             "llm_offer": list(settings.llm.offer),
+            "silencer": silencer(settings, alert),
         }
         if runbook is None:
             return Triage(

@@ -621,6 +621,11 @@ class Triage(Model):
     llm_offer: list[str] = Field(
         default_factory=list, description="tools a human lets the LLM propose beyond the runbook's"
     )
+    silencer: TargetRef | None = Field(
+        default=None,
+        description="the Alertmanager that mutes this alert while a human is asked (alerts "
+        "from Alertmanager, when one is configured to)",
+    )
 
 
 class RunbookRemediation(Model):

@@ -243,6 +243,11 @@ class AlertmanagerTarget(HttpTarget):
     max_silence: Duration = Field(
         default=timedelta(hours=24), description="the longest silence the agents may create"
     )
+    silence_own_alerts: bool = Field(
+        default=True,
+        description="mute an incident's own alert here while a human is asked to approve, "
+        "expired when the incident closes (the first such Alertmanager is used)",
+    )
     config_file: Path | None = Field(
         default=None, description="the server's --config.file, for amtool check-config"
     )

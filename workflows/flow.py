@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbox import Outbox
     from workflows.remediation import KillSwitch, rollback
     from workflows.saga import Saga
+    from workflows.silence import OwnAlertSilence
     from workflows.target_lock import TargetLock
 
 
@@ -59,6 +60,7 @@ class IncidentFlow:
         self.lock = TargetLock()
         self.kill_switch = KillSwitch()
         self.problem = Problem()
+        self.silence = OwnAlertSilence()
         self.own_resolved = False
         self.gate = ApprovalGate(self.state, self.notify, self.set_phase)
         self.finished: Outcome | None = None  # published with the final phase, in close()
@@ -171,6 +173,7 @@ class IncidentFlow:
             final = Phase.RESOLVED
         s.closed_at = workflow.now()
         await self.set_phase(final)
+        await self.silence.end(self)
         await self.problem.release(s)
         try:
             await self.gate.save()

@@ -132,13 +132,23 @@ class WriteStep:
     """One action through the gate to the change log."""
 
     def __init__(
-        self, flow: IncidentFlow, action: Action, step: str, critical: bool, rollback_of: str = ""
+        self,
+        flow: IncidentFlow,
+        action: Action,
+        step: str,
+        critical: bool,
+        rollback_of: str = "",
+        housekeeping: bool = False,
     ) -> None:
+        """``housekeeping``: a write about the incident, not on its target (silencing its own
+        alert): the policy and the change log as for any write, but not the target's lock, not
+        the saga (its owner undoes it at close), and no announcement."""
         self.flow = flow
         self.action = action
         self.step = step
         self.critical = critical
         self.rollback_of = rollback_of
+        self.housekeeping = housekeeping
         self.outcome = ActionOutcome(
             action=action,
             level=RiskLevel.HARD,
@@ -237,7 +247,11 @@ class WriteStep:
         writes counted now. A change that differs from what was approved is asked again."""
         flow, o = self.flow, self.outcome
         approved = ""
+        if first is not None and first.level is RiskLevel.HARD and self.housekeeping:
+            o.error = "housekeeping that needs an approval is not asked for: not done"
+            return
         if first is not None and first.level is RiskLevel.HARD:
+            await flow.silence.start(flow)  # the alert stays quiet while a human decides
             if not await self._ask(first, self.action.id):
                 return
             approved = self.prepared.binding
@@ -250,7 +264,8 @@ class WriteStep:
         for round_ in range(2, MAX_ASKS + 2):
             await flow.kill_switch.wait(flow)
             try:
-                await flow.lock.acquire(str(self.action.target))
+                if not self.housekeeping:
+                    await flow.lock.acquire(str(self.action.target))
             except LockUnavailable as err:
                 o.result, o.error = ChangeResult.FAILED, str(err)
                 return
@@ -320,11 +335,10 @@ class WriteStep:
 
     async def _admit(self) -> Admission:
         lock = self.flow.lock
+        held = lock.request_id and not self.housekeeping
         return await call(
             contracts.ADMIT,
-            AdmitRequest(
-                policy=self._policy_request(), lock=lock.request() if lock.request_id else None
-            ),
+            AdmitRequest(policy=self._policy_request(), lock=lock.request() if held else None),
             summary=f"admit {self.action.tool}",
             **options.internal(),
         )
@@ -402,7 +416,7 @@ class WriteStep:
     async def _run(self) -> None:
         o, prepared = self.outcome, self.prepared
         o.change_id = str(workflow.uuid4())
-        if prepared.compensation is not None and not self.rollback_of:
+        if prepared.compensation is not None and not self.rollback_of and not self.housekeeping:
             self.flow.saga.register(o.change_id, prepared.compensation)  # before the write
         self.started = workflow.now()
         write = ToolCall(
@@ -484,6 +498,8 @@ class WriteStep:
     def _announce(self) -> None:
         """What humans hear after the record: a dry-run's preview, or the write's result."""
         o = self.outcome
+        if self.housekeeping:
+            return
         if o.result is ChangeResult.DRY_RUN:
             self.flow.notify("action", f"Dry-run {self.action.tool}", [self.prepared.preview])
         elif self.ran:

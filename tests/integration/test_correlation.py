@@ -82,6 +82,8 @@ async def test_watcher_and_cadvisor_alerts_of_one_death_make_one_incident_and_on
         assert start_events(stack.docker(), name, since) == 2  # its first start, and ours once
         changes = stack.store.list_changes(target=f"docker:lab/{name}")
         assert [c.action for c in changes] == ["docker.start"]
+        container.reload()
+        assert container.status == "running"
 
 
 async def test_two_mount_point_alerts_make_one_incident_and_only_both_resolved_close_it(
