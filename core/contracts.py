@@ -137,3 +137,11 @@ PROBLEM_CLAIM = Contract("problems.claim", (ProblemClaimRequest,), ProblemClaim)
 PROBLEM_RELEASE = Contract("problems.release", (ProblemRelease,), type(None))
 
 ALL.extend([PROBLEM_CLAIM, PROBLEM_RELEASE])
+
+# --- topology: a child's incident waits for its parent's -----------------------------------------
+
+from core.models import ParentRequest  # noqa: E402
+
+TOPOLOGY_OPEN_PARENT = Contract("topology.open_parent", (ParentRequest,), str)
+
+ALL.append(TOPOLOGY_OPEN_PARENT)

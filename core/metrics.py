@@ -183,3 +183,9 @@ INCIDENT_ALERTS = Histogram(
     "Alerts per closed incident (its own and those that joined it).",
     buckets=(1, 2, 3, 5, 10, 20, 50, 100),
 )
+CHILDREN_WAITING = Counter(
+    "homelab_incidents_waiting_for_parent_total",
+    "Incidents that took no action of their own because their parent (engine, node) did not "
+    "answer: they waited for the parent's incident, by service.",
+    ["service"],
+)

@@ -179,7 +179,9 @@ class Alert(Model):
     starts_at: datetime
     ends_at: datetime | None = None
     generator_url: str = ""
-    source: Literal["alertmanager", "docker-events", "manual", "schedule"] = "alertmanager"
+    source: Literal["alertmanager", "docker-events", "manual", "schedule", "topology"] = (
+        "alertmanager"
+    )
     received_at: datetime | None = None
 
     @field_validator("annotations")
@@ -662,6 +664,12 @@ class Runbook(Model):
     verification: VerificationSpec = Field(default_factory=VerificationSpec)
     hypotheses: list[str] = Field(default_factory=list)
     max_actions: int = Field(default=2, ge=0, le=10)
+    waits_for_target: bool = Field(
+        default=False,
+        description="the incident of a target that does not answer (an engine, a node): its "
+        "diagnostics are expected to fail, and it waits in verification for the target to answer "
+        "again while the incidents of what runs on it wait for it",
+    )
     escalate_if_no_action: bool = Field(
         default=False,
         description="diagnosis-only outcome: when no remediation applies, hand the incident to a "
@@ -708,6 +716,10 @@ class JoinedAlert(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str = ""
     via: str = Field(default="", description="the incident (workflow id) it arrived as")
+    waiting: bool = Field(
+        default=False,
+        description="a child's incident waiting for this (its parent's) incident to close",
+    )
 
 
 class ProblemClaimRequest(Model):
@@ -730,6 +742,18 @@ class ProblemClaim(Model):
 class ProblemRelease(Model):
     key: str
     workflow_id: str
+
+
+class ParentRequest(Model):
+    """A child incident found its parent unreachable: open (or find) the parent's incident."""
+
+    parent: TargetRef
+    child: str = Field(description="the child's workflow id")
+    reason: str = Field(default="", max_length=2000)
+
+
+UNREACHABLE_ALERT = "TargetUnreachable"
+"""The alert a child incident raises for its parent (an engine, a node) that does not answer."""
 
 
 def problem_key(target: str, incident_type: str) -> str:

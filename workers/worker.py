@@ -24,6 +24,7 @@ from activities.runbooks import load_runbooks
 from activities.store import Store
 from activities.tools import ToolActivities, ToolRunner
 from activities.toolsets import default_catalog
+from activities.topology import TopologyActivities
 from approval.gate import DecisionVerifier, PolicyActivities
 from core.config import Settings
 from workers.routing import AlertRouter
@@ -99,6 +100,7 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     proactive = ProactiveActivities(settings, parts.clients, parts.store, client, router.route)
     memory = MemoryActivities(settings, parts.store)
     problems = ProblemActivities(client, parts.store)
+    topology = TopologyActivities(router.route)
     return [
         *ToolActivities(runner).all(),
         incident.triage,
@@ -129,6 +131,7 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         memory.flapping,
         problems.claim,
         problems.release,
+        topology.open_parent,
     ]
 
 

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import Saga
     from workflows.silence import OwnAlertSilence
     from workflows.target_lock import TargetLock
+    from workflows.topology import ParentWait
 
 
 class IncidentFlow:
@@ -61,6 +62,8 @@ class IncidentFlow:
         self.kill_switch = KillSwitch()
         self.problem = Problem()
         self.silence = OwnAlertSilence()
+        self.parent = ParentWait()
+        self.quiet = False  # a child that waited for its parent speaks only if it must act
         self.own_resolved = False
         self.gate = ApprovalGate(self.state, self.notify, self.set_phase)
         self.finished: Outcome | None = None  # published with the final phase, in close()
@@ -182,7 +185,8 @@ class IncidentFlow:
             s.notes.append(f"the incident record could not be stored: {err.cause}")
         if memory.enabled():
             await memory.remember(s)
-        if final is not Phase.ESCALATED and outcome is not Outcome.JOINED:
+        await self.wake_children()
+        if final is not Phase.ESCALATED and outcome is not Outcome.JOINED and not self.quiet:
             self.notify(
                 "resolved",
                 f"{outcome.value}: {s.alert.name}",
@@ -191,6 +195,15 @@ class IncidentFlow:
         await self.outbox.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return s
+
+    async def wake_children(self) -> None:
+        """Children's incidents waiting for this one (their parent's) look at their own targets
+        again now."""
+        for child in [j.via for j in self.state.joined if j.waiting and j.via]:
+            try:
+                await workflow.get_external_workflow_handle(child).signal("parent_closed")
+            except Exception:  # that child's incident has ended meanwhile
+                pass
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -263,6 +276,10 @@ class IncidentFlow:
     def _all_resolved(self) -> None:
         still = [j for j in self.state.joined if j.status is AlertStatus.FIRING]
         self.state.alert_resolved = self.own_resolved and not still
+
+    @workflow.signal
+    def parent_closed(self) -> None:
+        self.parent.closed = True
 
     @workflow.signal
     def pause(self) -> None:

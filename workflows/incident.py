@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         VerificationResult,
         VerifyRequest,
     )
-    from workflows import grouping, memory, options
+    from workflows import grouping, memory, options, topology
     from workflows import search_attributes as sa
     from workflows.calls import call
     from workflows.flow import IncidentFlow
@@ -96,15 +96,25 @@ class IncidentWorkflow(IncidentFlow):
             verdict = await memory.flapping(self.state, triage)
             if verdict is not None and verdict.flapping:
                 return await self.escalate([verdict.reason, *verdict.history])
-        self.notify("opened", f"Incident opened: {self.state.alert.name} on {triage.target}")
+        deferred = topology.enabled()  # "opened" once it is known not to wait for a parent
+        if not deferred:
+            self.opened(triage)
 
         await self.set_phase(Phase.DIAGNOSE)
         joined = list(self.state.evidence)  # alerts that joined while triage ran
         found = await self.diagnose(triage)
-        self.state.evidence = found + joined
         cut_off = unreachable(triage, found)
-        if cut_off and workflow.patched(ESCALATE_UNREACHABLE):
+        waits = deferred and triage.runbook.waits_for_target  # the parent's own incident
+        if cut_off and deferred and not waits and topology.parent_of(triage.target):
+            self.quiet = True  # one notification for the parent, none per child
+            if await self.parent.wait(self, triage, cut_off):
+                found = await self.diagnose(triage)
+                cut_off = unreachable(triage, found)
+        self.state.evidence = found + joined
+        if cut_off and not waits and workflow.patched(ESCALATE_UNREACHABLE):
             return await self.escalate([cut_off])  # nothing can be done, nothing to verify
+        if deferred and not self.quiet:
+            self.opened(triage)
 
         await self.set_phase(Phase.PLAN)
         plan = await self.plan(triage)
@@ -136,6 +146,9 @@ class IncidentWorkflow(IncidentFlow):
         await self.escalate([why])
 
     # --- steps ---------------------------------------------------------------------------------
+
+    def opened(self, triage: Triage) -> None:
+        self.notify("opened", f"Incident opened: {self.state.alert.name} on {triage.target}")
 
     async def diagnose(self, triage: Triage) -> list[Evidence]:
         assert triage.runbook is not None and triage.target is not None
@@ -184,6 +197,11 @@ class IncidentWorkflow(IncidentFlow):
             )
         self.state.plan = plan
         self.show()
+        if self.quiet and plan.actions:  # a child that waited must act after all: it speaks
+            self.quiet = False
+            self.opened(triage)
+        if self.quiet:
+            return plan
         self.notify(
             "plan",
             f"Plan ({plan.source}): {len(plan.actions)} action(s)",
@@ -225,6 +243,8 @@ class IncidentWorkflow(IncidentFlow):
                 passed=False, detail=f"verification could not run: {cause(unless_cancelled(err))}"
             )
         self.state.verification = result
+        if self.quiet and result.passed:
+            return result
         self.notify(
             "verification",
             "Verification " + ("passed" if result.passed else "failed"),
