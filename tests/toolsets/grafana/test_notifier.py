@@ -1,17 +1,21 @@
 """The incident annotation channel against the Grafana fake: one annotation per step (request
-shapes asserted), retries that find their annotation, secrets and markup kept out, and the config
-that turns it on."""
+shapes asserted), retries that find their annotation, secrets and markup kept out, the config that
+turns it on, and a Grafana outage that neither blocks nor repeats the other channels."""
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.testing import ActivityEnvironment
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
 from activities.toolsets.grafana.notifier import GrafanaAnnotations, grafana_notifiers
@@ -199,3 +203,56 @@ async def test_unreachable_grafana_is_a_failed_delivery(tmp_path: Path) -> None:
     finally:
         await channel.aclose()
     assert "glsa_x1" not in str(raised.value)
+
+
+# --- on the dev server: a Grafana outage costs a retry of Grafana alone ------------------------
+
+
+class Recorder:
+    name = "chat"
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    async def send(self, note: Notification) -> None:
+        self.got.append(note.title)
+
+
+@workflow.defn(sandboxed=False)
+class NotifyOnce:
+    @workflow.run
+    async def run(self, note: Notification) -> int:
+        return await workflow.execute_activity(
+            "notify.event",
+            note,
+            result_type=int,
+            start_to_close_timeout=timedelta(seconds=20),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=200), maximum_attempts=3
+            ),
+        )
+
+
+async def test_a_grafana_outage_repeats_no_other_channel(
+    dev_env: WorkflowEnvironment, grafana: FakeGrafana, tmp_path: Path
+) -> None:
+    (channel,) = grafana_notifiers(settings(grafana, tmp_path))
+    chat = Recorder()
+    grafana.fail_next.extend([(503, {"message": "upstream down"}, {})] * 2)
+    queue = f"tq-{uuid.uuid4().hex[:10]}"
+    activities = NotifyActivities([channel, chat])
+    try:
+        async with Worker(
+            dev_env.client, task_queue=queue, workflows=[NotifyOnce], activities=[activities.notify]
+        ):
+            sent = await dev_env.client.execute_workflow(
+                NotifyOnce.run,
+                note("opened", "Incident opened: ContainerKilled on docker:lab/web"),
+                id=f"notify-{uuid.uuid4().hex[:8]}",
+                task_queue=queue,
+            )
+    finally:
+        await channel.aclose()
+    assert sent == 2
+    assert chat.got == ["Incident opened: ContainerKilled on docker:lab/web"]  # not 3 times
+    assert len(grafana.annotations) == 1
