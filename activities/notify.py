@@ -31,8 +31,14 @@ class NotifyActivities:
 
     @activity.defn(name=contracts.NOTIFY.name)
     async def notify(self, note: Notification) -> int:
-        """Log the event, deliver it to every channel; raise (to retry) if a channel failed."""
-        if activity.info().attempt == 1:
+        """Log the event, deliver it to every channel; raise (to retry) if a channel failed.
+
+        Each channel that took the event is recorded as heartbeat details, which Temporal hands
+        to the next attempt: a retry goes only to the channels that failed, so a Grafana outage
+        does not repeat every chat message."""
+        info = activity.info()
+        delivered: list[str] = list(info.heartbeat_details[0]) if info.heartbeat_details else []
+        if info.attempt == 1:
             log.info(
                 "%s %s: %s%s",
                 note.workflow_id,
@@ -42,9 +48,13 @@ class NotifyActivities:
             )
         failures = []
         for channel in self.channels:
+            if channel.name in delivered:
+                continue
             try:
                 await channel.send(note)
                 NOTIFICATIONS.labels(channel.name, "ok").inc()
+                delivered.append(channel.name)
+                activity.heartbeat(list(delivered))
             except Exception as exc:
                 NOTIFICATIONS.labels(channel.name, "error").inc()
                 failures.append(f"{channel.name}: {exc}")

@@ -266,6 +266,16 @@ class GrafanaTarget(HttpTarget):
         default_factory=lambda: ["homelab-agents"],
         description="tags added to every annotation the agents write",
     )
+    annotate_incidents: bool = Field(
+        default=True,
+        description="annotate every incident's steps (opened, actions, approvals, verification, "
+        "rollback, resolved or escalated) on this Grafana",
+    )
+    dashboard_uid: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,40}$",
+        description="incident annotations on this dashboard only; unset: org-wide",
+    )
 
 
 class HostSSH(SshAccess):

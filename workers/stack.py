@@ -15,11 +15,13 @@ from collections.abc import Iterator
 import uvicorn
 from prometheus_client import start_http_server
 from rich.console import Console
+from temporalio import activity
 
 from activities.memory.metrics import publish_records
 from activities.notify import Notifier
 from activities.proactive.activities import publish_periods
 from activities.store import Store
+from activities.toolsets.grafana.notifier import grafana_notifiers
 from core.config import Settings
 from workers.devserver import DevServer
 from workers.docker_events import DockerEventsWatcher
@@ -30,18 +32,31 @@ from workers.schedules import apply as apply_schedules
 from workers.supervisor import Supervisor, install_signal_handlers
 from workers.temporal_client import address, connect, ensure_search_attributes
 from workers.worker import build_components, build_worker
+from workflows import search_attributes
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
 
-def _notifiers(settings: Settings) -> list[Notifier]:
-    """Notification channels beside the log (Telegram when configured)."""
-    if not settings.telegram.enabled:
-        return []
-    from workers.telegram import telegram_notifier
+async def incident_alert(workflow_id: str) -> str | None:
+    """The alert an incident was opened for (its search attribute), asked from inside the notify
+    activity with the worker's own client; None elsewhere."""
+    if not activity.in_activity():
+        return None
+    described = await activity.client().get_workflow_handle(workflow_id).describe()
+    return described.typed_search_attributes.get(search_attributes.ALERT)
 
-    return [telegram_notifier(settings)]
+
+def _notifiers(settings: Settings) -> list[Notifier]:
+    """Notification channels beside the log: Telegram when configured, and an annotation channel
+    per Grafana target with ``annotate_incidents``."""
+    channels: list[Notifier] = []
+    if settings.telegram.enabled:
+        from workers.telegram import telegram_notifier
+
+        channels.append(telegram_notifier(settings))
+    channels.extend(grafana_notifiers(settings, incident_alert))
+    return channels
 
 
 class _Server(uvicorn.Server):
@@ -144,6 +159,7 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
 
             supervisor.add("temporal-dev-server", watch_dev)
 
+        annotating = [t.name for t in settings.grafana if t.annotate_incidents]
         ui = settings.temporal.web_ui() or "(external Temporal: see its Web UI)"
         intake = f"http://{settings.intake.host}:{settings.intake.port}"
         console.print(
@@ -160,6 +176,11 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
                 f"({settings.telegram.mode})\n"
                 if settings.telegram.enabled
                 else "  Telegram:     not configured (approve with the CLI)\n"
+            )
+            + (
+                f"  Annotations:  incidents on Grafana {', '.join(annotating)}\n"
+                if annotating
+                else ""
             )
             + "  Ctrl-C stops everything."
         )
