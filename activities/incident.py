@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.catalog import Catalog
 from activities.planner import ALERT_KEY, ParamError, alert_evidence, resolve_param, runbook_plan
@@ -123,12 +124,18 @@ def silencer(settings: Settings, alert: Alert) -> TargetRef | None:
 
 class IncidentActivities:
     def __init__(
-        self, settings: Settings, catalog: Catalog, runner: ToolRunner, runbooks: list[Runbook]
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        runner: ToolRunner,
+        runbooks: list[Runbook],
+        site: str = "",
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.runner = runner
         self.runbooks = runbooks
+        self.site = site
 
     @activity.defn(name=contracts.TRIAGE.name)
     async def triage(self, alert: Alert) -> Triage:
@@ -141,6 +148,7 @@ class IncidentActivities:
             "ui_url": self._ui_url(),
             "llm_offer": list(settings.llm.offer),
             "silencer": silencer(settings, alert),
+            "site_queues": settings.site_queues(),
         }
         if runbook is None:
             return Triage(
@@ -154,9 +162,12 @@ class IncidentActivities:
             )
         target, notes = resolve_target(settings, runbook, alert)
         if target is not None:
-            target, note = await self.runner.canonical(target)
-            if note:
-                notes.append(note)
+            if settings.site_of(target):  # its site's worker reaches it, this one does not
+                notes.append(f"{target} is at site {settings.site_of(target)}")
+            else:
+                target, note = await self.runner.canonical(target)
+                if note:
+                    notes.append(note)
             runbook, problems = bind_alert_params(runbook, alert)
             if problems:
                 notes.extend(problems)
@@ -224,6 +235,14 @@ class IncidentActivities:
 
     @activity.defn(name=contracts.VERIFY.name)
     async def verify(self, request: VerifyRequest) -> VerificationResult:
+        where = self.settings.site_of(request.target)
+        if where != self.site:
+            raise ApplicationError(
+                f"{request.target} is at {f'site {where!r}' if where else 'no site'}; this "
+                f"worker serves {f'site {self.site!r}' if self.site else 'the main queue'}",
+                type="ToolInvalid",
+                non_retryable=True,
+            )
         try:
             return await self._verify(request)
         except VerificationAborted as exc:

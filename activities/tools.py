@@ -234,8 +234,29 @@ async def heartbeating() -> AsyncIterator[None]:
 class ToolActivities:
     """The activity objects a worker registers: one per tool, plus ``tool.prepare``."""
 
-    def __init__(self, runner: ToolRunner) -> None:
+    def __init__(
+        self,
+        runner: ToolRunner,
+        site: str = "",
+        site_of: Callable[[TargetRef], str] | None = None,
+    ) -> None:
+        """``site``/``site_of``: this worker acts only on the targets of its own site (the main
+        worker on those at none), whatever a task queue hands it."""
         self.runner = runner
+        self.site = site
+        self.site_of = site_of
+
+    def check_site(self, call: ToolCall) -> None:
+        if self.site_of is None:
+            return
+        where = self.site_of(call.target)
+        if where != self.site:
+            raise ApplicationError(
+                f"{call.target} is at {f'site {where!r}' if where else 'no site'}; this worker "
+                f"serves {f'site {self.site!r}' if self.site else 'the main queue'}: not run",
+                type="ToolInvalid",
+                non_retryable=True,
+            )
 
     def _activity_for(self, spec: ToolSpec) -> Callable[..., Any]:
         runner = self.runner
@@ -244,6 +265,7 @@ class ToolActivities:
         async def run_tool(call: ToolCall) -> ToolResult:
             if call.tool != name:
                 call = call.model_copy(update={"tool": name})
+            self.check_site(call)
             async with heartbeating():
                 return await runner.run(call, raise_transient=True)
 
@@ -255,6 +277,7 @@ class ToolActivities:
 
         @activity.defn(name=contracts.PREPARE.name)
         async def prepare(call: ToolCall) -> PreparedWrite:
+            self.check_site(call)
             async with heartbeating():
                 return await runner.prepare(call)
 

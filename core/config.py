@@ -588,6 +588,30 @@ class Settings(BaseSettings):
     def services(self) -> list[str]:
         return self.service_names()
 
+    def site_of(self, ref: TargetRef) -> str:
+        """The site whose worker runs this target's tools ("" for the main worker)."""
+        target = self.find_target(ref.service, ref.target)
+        return target.site if target is not None else ""
+
+    def sites(self) -> list[str]:
+        return sorted(
+            {t.site for service in self.services for t in self.targets(service) if t.site}
+        )
+
+    def site_queue(self, site: str) -> str:
+        """A site's task queue: its worker polls it, and only it."""
+        return f"{self.temporal.task_queue}@{site}" if site else self.temporal.task_queue
+
+    def site_queues(self) -> dict[str, str]:
+        """``service:target`` → task queue, for every target at a site (the workflow routes each
+        tool call by it)."""
+        return {
+            f"{service}:{t.name}": self.site_queue(t.site)
+            for service in self.services
+            for t in self.targets(service)
+            if t.site
+        }
+
     def critical_reason(self, ref: TargetRef) -> str:
         """Why a target is critical (its ``critical`` flag or an ``approval.critical`` pattern)."""
         target = self.find_target(ref.service, ref.target)

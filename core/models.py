@@ -623,6 +623,10 @@ class Triage(Model):
     llm_offer: list[str] = Field(
         default_factory=list, description="tools a human lets the LLM propose beyond the runbook's"
     )
+    site_queues: dict[str, str] = Field(
+        default_factory=dict,
+        description="service:target → the task queue of the site worker that runs its tools",
+    )
     silencer: TargetRef | None = Field(
         default=None,
         description="the Alertmanager that mutes this alert while a human is asked (alerts "

@@ -40,6 +40,12 @@ class Target(Section):
     instances: list[str] = Field(
         default_factory=list, description="alert `instance` labels that mean this target"
     )
+    site: str = Field(
+        default="",
+        pattern=r"^([a-z0-9][a-z0-9-]{0,30})?$",
+        description="the site whose worker (`homelab-agents worker --site NAME`) runs this "
+        "target's tools, beside it; empty: the main worker",
+    )
 
 
 class DockerTarget(Target):

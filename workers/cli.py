@@ -200,12 +200,20 @@ def up() -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run only the Temporal worker (workflows and activities)."""
+def worker(
+    site: str = typer.Option(
+        "", "--site", help="serve only this site's targets, on its own task queue"
+    ),
+) -> None:
+    """Run only the Temporal worker (workflows and activities), or a site's worker."""
     from workers.stack import run_worker
 
-    migrate_as_owner()
-    run(run_worker(state.settings))
+    if site and site not in state.settings.sites():
+        known = ", ".join(state.settings.sites()) or "none"
+        raise fail(f"no target is at site {site!r} (sites in the config: {known})", 2)
+    if not site:
+        migrate_as_owner()
+    run(run_worker(state.settings, site))
 
 
 @app.command()

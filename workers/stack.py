@@ -31,7 +31,7 @@ from workers.routing import AlertRouter
 from workers.schedules import apply as apply_schedules
 from workers.supervisor import Supervisor, install_signal_handlers
 from workers.temporal_client import address, connect, ensure_search_attributes
-from workers.worker import build_components, build_worker
+from workers.worker import build_components, build_site_worker, build_worker
 from workflows import search_attributes
 
 log = logging.getLogger(__name__)
@@ -196,18 +196,21 @@ async def run_up(settings: Settings, *, ready: asyncio.Event | None = None) -> N
             await dev.stop()
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: Settings, site: str = "") -> None:
+    """The worker; with ``site``, a site's worker (its targets' tools only, its own queue)."""
     stop = asyncio.Event()
     install_signal_handlers(stop)
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal.namespace)
-    parts = build_components(settings, _notifiers(settings))
-    publish_periods(settings)
-    publish_records(parts.store, settings.memory)
+    parts = build_components(settings, [] if site else _notifiers(settings))
+    if not site:
+        publish_periods(settings)
+        publish_records(parts.store, settings.memory)
     if settings.worker.metrics_port:
         start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
-    worker = build_worker(client, parts)
-    console.print(f"worker polling {settings.temporal.task_queue!r} on {address(settings)}")
+    worker = build_site_worker(client, parts, site) if site else build_worker(client, parts)
+    queue = settings.site_queue(site)
+    console.print(f"worker polling {queue!r} on {address(settings)}")
     task = asyncio.create_task(worker.run())
     await asyncio.wait(
         [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED

@@ -102,7 +102,7 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     problems = ProblemActivities(client, parts.store)
     topology = TopologyActivities(router.route)
     return [
-        *ToolActivities(runner).all(),
+        *ToolActivities(runner, "", settings.site_of).all(),
         incident.triage,
         incident.plan,
         llm.route,
@@ -133,6 +133,22 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         problems.release,
         topology.open_parent,
     ]
+
+
+def build_site_worker(client: Client, parts: Components, site: str) -> Worker:
+    """A site's worker: only the activities that touch targets (tools, ``tool.prepare``,
+    ``incident.verify``), only for its own site's targets, on the site's own task queue."""
+    settings = parts.settings
+    runner = ToolRunner(parts.catalog, parts.clients)
+    runbooks = load_runbooks(parts.catalog, settings.runbook_dirs)
+    incident = IncidentActivities(settings, parts.catalog, runner, runbooks, site=site)
+    return Worker(
+        client,
+        task_queue=settings.site_queue(site),
+        activities=[*ToolActivities(runner, site, settings.site_of).all(), incident.verify],
+        max_concurrent_activities=settings.worker.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
 
 
 def build_worker(client: Client, parts: Components, **overrides: Any) -> Worker:

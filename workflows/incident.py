@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.planning import plan_incident
     from workflows.remediation import WriteStep, cause, rollback, unless_cancelled
     from workflows.rollback import manual_rollback
+    from workflows.sites import site_options
 
 
 ESCALATE_UNREACHABLE = "escalate-unreachable"
@@ -168,7 +169,12 @@ class IncidentWorkflow(IncidentFlow):
     async def read(self, tool: ToolCall, label: str) -> ToolResult:
         try:
             return await workflow.execute_activity(
-                tool.tool, tool, result_type=ToolResult, summary=label, **options.read_tool()
+                tool.tool,
+                tool,
+                result_type=ToolResult,
+                summary=label,
+                **options.read_tool(),
+                **site_options(self.state.triage, tool.target),
             )
         except ActivityError as err:
             return ToolResult(
@@ -237,6 +243,7 @@ class IncidentWorkflow(IncidentFlow):
                 VerifyRequest(target=triage.target, spec=spec),
                 summary="verify",
                 **options.verify(spec.timeout, spec.stable_for),
+                **site_options(triage, triage.target),
             )
         except ActivityError as err:
             result = VerificationResult(

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.calls import call
     from workflows.saga import Compensation
+    from workflows.sites import site_options
     from workflows.target_lock import LockUnavailable
 
 if TYPE_CHECKING:
@@ -115,10 +116,14 @@ class KillSwitch:
         return waited
 
 
-async def prepare(call_: ToolCall) -> PreparedWrite:
+async def prepare(call_: ToolCall, site: dict[str, Any] | None = None) -> PreparedWrite:
     try:
         return await call(
-            contracts.PREPARE, call_, summary=f"prepare {call_.tool}", **options.read_tool()
+            contracts.PREPARE,
+            call_,
+            summary=f"prepare {call_.tool}",
+            **options.read_tool(),
+            **(site or {}),
         )
     except ActivityError as err:
         return PreparedWrite(
@@ -161,6 +166,11 @@ class WriteStep:
         self.ran = False
         self.summary = ""
         self.notes: list[str] = []
+
+    @property
+    def site(self) -> dict[str, Any]:
+        """Where the target's tools run (its site's worker), when it is at a site."""
+        return site_options(self.flow.state.triage, self.action.target)
 
     @property
     def call(self) -> ToolCall:
@@ -217,7 +227,7 @@ class WriteStep:
         """The first look (before any wait): prepare, policy, and the ends that need no lock."""
         flow, o = self.flow, self.outcome
         await flow.set_phase(Phase.GATE)
-        self.prepared = await prepare(self.call)
+        self.prepared = await prepare(self.call, self.site)
         if self.prepared.error is not None:
             o.level = self.prepared.default_level
             o.level_reasons = ["not evaluated: the action could not be prepared"]
@@ -269,7 +279,7 @@ class WriteStep:
             except LockUnavailable as err:
                 o.result, o.error = ChangeResult.FAILED, str(err)
                 return
-            self.prepared = await prepare(self.call)
+            self.prepared = await prepare(self.call, self.site)
             if self.prepared.error is not None:
                 self._failed(self.prepared.error)
                 return
@@ -381,7 +391,7 @@ class WriteStep:
             o.result, o.error = ChangeResult.FAILED, str(err)
             return
         if locked_now or paused or decision.level is RiskLevel.HARD:
-            self.prepared = await prepare(self.call)
+            self.prepared = await prepare(self.call, self.site)
             if self.prepared.error is not None:
                 self._failed(self.prepared.error)
                 return
@@ -399,7 +409,8 @@ class WriteStep:
         await self.flow.kill_switch.wait(self.flow)
         await self.flow.lock.acquire(str(self.action.target))
         self.prepared = await prepare(
-            ToolCall(tool=self.action.tool, target=self.action.target, params=self.action.params)
+            ToolCall(tool=self.action.tool, target=self.action.target, params=self.action.params),
+            self.site,
         )
         o = self.outcome
         o.level, o.level_reasons = self.prepared.default_level, [level_reason]
@@ -434,6 +445,7 @@ class WriteStep:
                 result_type=ToolResult,
                 summary=prepared.preview[:200],
                 **options.write_tool(prepared.timeout_seconds),
+                **self.site,
             )
         except ActivityError as err:
             result = ToolResult(
