@@ -8,7 +8,10 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
+from temporalio.client import Client
 
 from activities.catalog import Catalog
 from activities.runbooks import RunbookError, load_runbooks
@@ -56,8 +59,35 @@ def _llm_provider(provider: LLMProvider) -> str:
     return f"{provider.model} ({provider.tier}), key in {provider.api_key_env or 'the provider default'}"
 
 
+async def _site(client: Client, settings: Settings, site: str) -> Finding:
+    """A site's pollers, as Temporal sees its task queue: none means its incidents wait."""
+    queue = settings.site_queue(site)
+    try:
+        desc = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal.namespace,
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            )
+        )
+    except Exception as exc:
+        return Finding(check="site", target=site, ok=False, detail=f"{queue}: {exc}")
+    pollers = [p.identity for p in desc.pollers]
+    if not pollers:
+        return Finding(
+            check="site",
+            target=site,
+            ok=False,
+            detail=f"no worker polls {queue}: start `homelab-agents worker --site {site}` there",
+        )
+    return Finding(
+        check="site", target=site, ok=True, detail=f"{queue}: {len(pollers)} poller(s) {pollers}"
+    )
+
+
 async def run_doctor(settings: Settings, catalog: Catalog) -> list[Finding]:
     findings: list[Finding] = []
+    client: Client | None = None
     try:
         client = await asyncio.wait_for(connect(settings), timeout=10)
         info = await client.service_client.workflow_service.get_system_info(GetSystemInfoRequest())
@@ -91,10 +121,23 @@ async def run_doctor(settings: Settings, catalog: Catalog) -> list[Finding]:
     except RunbookError as exc:
         findings.append(Finding(check="runbooks", target="", ok=False, detail=str(exc)))
 
+    if client is not None:
+        for site in settings.sites():
+            findings.append(await _site(client, settings, site))
     probes = {ts.service: ts.probe for ts in catalog.toolsets if ts.probe}
     for service in settings.services:
         for target in settings.targets(service):
-            if service in probes:
+            if target.site:
+                findings.append(
+                    Finding(
+                        check=service,
+                        target=target.name,
+                        ok=True,
+                        warning=True,
+                        detail=f"at site {target.site}: its site's worker reaches it, not this host",
+                    )
+                )
+            elif service in probes:
                 findings.append(await _probe(service, target.name, probes[service], target))
             elif isinstance(target, HttpTarget):
                 findings.append(await _probe(service, target.name, _http_ready, target))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -111,6 +112,17 @@ async def test_each_site_runs_its_own_tools_and_a_missing_site_waits(
             await asyncio.sleep(3)
             waiting: IncidentState = await stack.handle(west_id).query(IncidentWorkflow.get_state)
             assert waiting.phase is Phase.DIAGNOSE and waiting.outcome is None
+            doctor = await asyncio.to_thread(
+                subprocess.run,
+                [CLI, "--config", str(config), "doctor", "--json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            sites = {f["target"]: f for f in json.loads(doctor.stdout) if f["check"] == "site"}
+            assert sites["east"]["ok"] and f"{queue}@east: 1 poller(s)" in sites["east"]["detail"]
+            assert not sites["west"]["ok"] and "worker --site west" in sites["west"]["detail"]
+            assert doctor.returncode == 1  # a site nobody serves is a failure
 
             west_worker = site_worker(config, "west", logs)
             done = await stack.result(west_id, timeout=90)
