@@ -53,6 +53,12 @@ bench: system-deps venv
 	$(PY) bench/footprint.py
 	$(PY) bench/postgres_mttr.py
 	$(PY) bench/scenarios.py
+	$(PY) bench/restore.py
+	$(PY) bench/storm.py
+	$(PY) bench/concurrency.py
+	$(PY) bench/sites.py
+	$(PY) bench/memory.py
+	$(PY) bench/forecast.py
 
 clean:
 	rm -rf $(VENV) .homelab .pytest_cache .mypy_cache .ruff_cache
