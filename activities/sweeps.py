@@ -27,7 +27,7 @@ from core.models import Alert, AlertStatus, TargetRef, ToolCall, ToolResult
 from core.redact import redact_text
 from core.units import human_duration
 
-SWEEP_SOURCE = "manual"  # Alert.source has no "sweep" value yet; the labels say it is one
+SWEEP_SOURCE = "sweep"
 ANNOTATION_CHARS = 1500
 
 

@@ -169,7 +169,9 @@ class AlertStatus(StrEnum):
 
 
 class Alert(Model):
-    """One alert, normalised from Alertmanager or from the Docker events watcher."""
+    """One alert, normalised from Alertmanager or the Docker events watcher, or made here: a
+    scheduled job's finding (``schedule``), a daily sweep's (``sweep``), a child incident's
+    unreachable parent (``topology``)."""
 
     name: str
     status: AlertStatus
@@ -179,7 +181,7 @@ class Alert(Model):
     starts_at: datetime
     ends_at: datetime | None = None
     generator_url: str = ""
-    source: Literal["alertmanager", "docker-events", "manual", "schedule", "topology"] = (
+    source: Literal["alertmanager", "docker-events", "manual", "schedule", "sweep", "topology"] = (
         "alertmanager"
     )
     received_at: datetime | None = None
