@@ -8,8 +8,11 @@ the same problem, so a repeated sweep signals the open incident instead of openi
 Fingerprints include what identifies the problem's instance (a certificate's serial, the newest
 snapshot), so a renewed-then-expiring certificate or a new stale period is a new incident.
 
-The sweeps only read (through the catalog's tools, so results are typed and redacted); the
-schedule that runs them and routes the findings is the schedules machinery's.
+The sweeps only read (through the catalog's tools, so results are typed and redacted). The
+``certificate-sweep`` and ``backup-sweep`` schedules run them (``SweepWorkflow``) and route the
+findings like every scheduled job's (``findings.route``): a closed incident's finding reopens only
+after ``repeat_interval``. A later sweep does not resolve a finding; a fixed problem is simply not
+found again, and its incident verified the fix itself.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import Any
 from temporalio import activity
 
 from activities.tools import ToolRunner
+from core import contracts
 from core.config import Settings
 from core.models import Alert, AlertStatus, TargetRef, ToolCall, ToolResult
 from core.redact import redact_text
+from core.schedules import Evaluation, SweepInput
 from core.units import human_duration
 
 SWEEP_SOURCE = "sweep"
@@ -418,15 +423,24 @@ class Sweeper:
 
 
 class SweepActivities:
-    """The sweeps as Temporal activities, for the schedule workflow to run and route."""
+    """The sweeps as Temporal activities: an ``Evaluation`` whose findings are already alerts,
+    for ``SweepWorkflow`` to route (``findings.route``) like any scheduled job's."""
 
     def __init__(self, settings: Settings, runner: ToolRunner) -> None:
+        self.settings = settings
         self.sweeper = Sweeper(settings, runner)
 
-    @activity.defn(name="sweep.certificates")
-    async def certificates(self) -> list[Alert]:
-        return await self.sweeper.certificates()
+    @activity.defn(name=contracts.SWEEP_CERTIFICATES.name)
+    async def certificates(self, inp: SweepInput) -> Evaluation:
+        found = await self.sweeper.certificates()
+        targets = len(self.settings.certs)
+        return Evaluation(alerts=found, notes=[] if targets else ["no certs targets configured"])
 
-    @activity.defn(name="sweep.backups")
-    async def backups(self) -> list[Alert]:
-        return await self.sweeper.backups()
+    @activity.defn(name=contracts.SWEEP_BACKUPS.name)
+    async def backups(self, inp: SweepInput) -> Evaluation:
+        found = await self.sweeper.backups()
+        settings = self.settings
+        configured = settings.backups or settings.pbs or settings.proxmox
+        return Evaluation(
+            alerts=found, notes=[] if configured else ["no backups, pbs or proxmox targets"]
+        )

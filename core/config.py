@@ -479,8 +479,9 @@ class Settings(BaseSettings):
     runbook_dirs: list[Path] = Field(default_factory=list)
     schedules: dict[str, ScheduleJob] | None = Field(
         default=None,
-        description="Temporal Schedules by name; unset: the built-in forecast, anomalies and "
-        "pattern report; set: exactly these (one removed here is deleted on the next apply)",
+        description="Temporal Schedules by name; unset: the built-in forecast, anomalies, "
+        "pattern report and daily sweeps; set: exactly these (one removed here is deleted on the "
+        "next apply)",
     )
     docker: list[DockerTarget] = Field(default_factory=lambda: [DockerTarget(name="local")])
     postgres: list[PostgresTarget] = Field(default_factory=list)
@@ -539,7 +540,11 @@ class Settings(BaseSettings):
     def schedule_jobs(self) -> dict[str, ScheduleJob]:
         """The schedules `schedules apply` keeps on Temporal (the built-ins when none are set)."""
         if self.schedules is None:
-            return default_schedules(bool(self.prometheus))
+            return default_schedules(
+                bool(self.prometheus),
+                certificates=bool(self.certs),
+                backups=bool(self.backups or self.pbs or self.proxmox),
+            )
         return dict(self.schedules)
 
     @classmethod

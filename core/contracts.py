@@ -101,6 +101,7 @@ from core.schedules import (  # noqa: E402 - appended section
     RouteRequest,
     RouteResult,
     RunRecord,
+    SweepInput,
 )
 
 FORECAST_EVALUATE = Contract("forecast.evaluate", (ForecastInput,), Evaluation)
@@ -108,9 +109,19 @@ ANOMALIES_EVALUATE = Contract("anomalies.evaluate", (AnomalyInput,), Evaluation)
 PATTERNS_REPORT = Contract("patterns.report", (PatternReportInput,), PatternReport)
 FINDINGS_ROUTE = Contract("findings.route", (RouteRequest,), RouteResult)
 SCHEDULE_FINISH = Contract("schedules.finish", (RunRecord,), type(None))
+SWEEP_CERTIFICATES = Contract("sweeps.certificates", (SweepInput,), Evaluation)
+SWEEP_BACKUPS = Contract("sweeps.backups", (SweepInput,), Evaluation)
 
 ALL.extend(
-    [FORECAST_EVALUATE, ANOMALIES_EVALUATE, PATTERNS_REPORT, FINDINGS_ROUTE, SCHEDULE_FINISH]
+    [
+        FORECAST_EVALUATE,
+        ANOMALIES_EVALUATE,
+        PATTERNS_REPORT,
+        FINDINGS_ROUTE,
+        SCHEDULE_FINISH,
+        SWEEP_CERTIFICATES,
+        SWEEP_BACKUPS,
+    ]
 )
 
 # --- incident memory and learning ---------------------------------------------------------------

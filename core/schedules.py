@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.models import Model
+from core.models import Alert, Model
 from core.targets import Section
 from core.units import Duration
 
@@ -24,6 +24,7 @@ SCHEDULE_NAME = r"^[a-z0-9][a-z0-9_-]{0,40}$"
 FORECAST = "ForecastWorkflow"
 ANOMALIES = "AnomalyWorkflow"
 PATTERNS = "PatternReportWorkflow"
+SWEEP = "SweepWorkflow"
 
 PREDICTED_EXHAUSTION = "PredictedExhaustion"
 METRIC_ANOMALY = "MetricAnomaly"
@@ -197,10 +198,28 @@ class PatternReportInput(ScheduledInput):
     at: datetime | None = None
 
 
+class SweepInput(ScheduledInput):
+    """A daily sweep: every certs target's certificates, or every backup repository, PBS and
+    Proxmox VE cluster (``activities/sweeps.py``)."""
+
+    sweep: Literal["certificates", "backups"]
+    repeat_interval: Duration = Field(
+        default=timedelta(hours=20),
+        description="a finding whose incident has closed opens a new one only after this "
+        "(under a day: a daily sweep re-raises what is still wrong every day)",
+    )
+    timeout: Duration = Field(
+        default=timedelta(hours=2),
+        description="the whole sweep (every repository's check together); keep the schedule's "
+        "run_timeout above it",
+    )
+
+
 SCHEDULED_INPUTS: dict[str, type[ScheduledInput]] = {
     FORECAST: ForecastInput,
     ANOMALIES: AnomalyInput,
     PATTERNS: PatternReportInput,
+    SWEEP: SweepInput,
 }
 """Workflow type → its input model: every workflow a schedule may start (add yours here)."""
 
@@ -267,9 +286,12 @@ def _weekly(cron: str) -> bool:
     return len(fields) == 5 and fields[4] != "*"
 
 
-def default_schedules(has_prometheus: bool) -> dict[str, ScheduleJob]:
+def default_schedules(
+    has_prometheus: bool, *, certificates: bool = False, backups: bool = False
+) -> dict[str, ScheduleJob]:
     """Forecasts hourly and anomalies every 15 minutes (with a Prometheus to read), the pattern
-    report on Monday mornings."""
+    report on Monday mornings, and the daily sweeps of what is configured: certificates at 06:00
+    UTC, backups at 06:30 (after the night's backups)."""
     jobs: dict[str, ScheduleJob] = {}
     if has_prometheus:
         jobs["forecast"] = ScheduleJob(
@@ -281,6 +303,18 @@ def default_schedules(has_prometheus: bool) -> dict[str, ScheduleJob]:
     jobs["patterns"] = ScheduleJob(
         workflow=PATTERNS, cron=["0 7 * * 1"], jitter=timedelta(minutes=10)
     )
+    for name, sweep, cron, wanted in (
+        ("certificate-sweep", "certificates", "0 6 * * *", certificates),
+        ("backup-sweep", "backups", "30 6 * * *", backups),
+    ):
+        if wanted:
+            jobs[name] = ScheduleJob(
+                workflow=SWEEP,
+                input={"sweep": sweep},
+                cron=[cron],
+                jitter=timedelta(minutes=15),
+                run_timeout=timedelta(hours=3),
+            )
     return jobs
 
 
@@ -302,12 +336,21 @@ class Evaluation(Model):
     """One job's look at the world: its findings, and the keys it looked at and found fine."""
 
     findings: list[Finding] = Field(default_factory=list)
+    alerts: list[Alert] = Field(
+        default_factory=list,
+        description="findings their job made into alerts itself (the sweeps': fingerprinted by "
+        "the problem's instance, evidence in the annotations), routed as they are",
+    )
     clear: list[dict[str, str]] = Field(
         default_factory=list, description="keys evaluated this run with nothing to report"
     )
     series: int = 0
     notes: list[str] = Field(default_factory=list)
     details: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def found(self) -> int:
+        return len(self.findings) + len(self.alerts)
 
 
 class RouteRequest(Model):

@@ -22,6 +22,7 @@ from activities.problems import ProblemActivities
 from activities.records import RecordActivities
 from activities.runbooks import load_runbooks
 from activities.store import Store
+from activities.sweeps import SweepActivities
 from activities.tools import ToolActivities, ToolRunner
 from activities.toolsets import default_catalog
 from activities.topology import TopologyActivities
@@ -33,6 +34,7 @@ from workflows.rollback import RollbackWorkflow
 from workflows.scheduled.anomalies import AnomalyWorkflow
 from workflows.scheduled.forecast import ForecastWorkflow
 from workflows.scheduled.patterns import PatternReportWorkflow
+from workflows.scheduled.sweep import SweepWorkflow
 from workflows.target_lock import TargetLockWorkflow
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ WORKFLOWS: list[type] = [
     ForecastWorkflow,
     AnomalyWorkflow,
     PatternReportWorkflow,
+    SweepWorkflow,
 ]
 
 
@@ -101,6 +104,7 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
     memory = MemoryActivities(settings, parts.store)
     problems = ProblemActivities(client, parts.store)
     topology = TopologyActivities(router.route)
+    sweeps = SweepActivities(settings, runner)
     return [
         *ToolActivities(runner, "", settings.site_of).all(),
         incident.triage,
@@ -126,6 +130,8 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
         proactive.patterns,
         proactive.route,
         proactive.finish,
+        sweeps.certificates,
+        sweeps.backups,
         memory.remember,
         memory.recall,
         memory.flapping,

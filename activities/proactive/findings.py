@@ -5,6 +5,8 @@ lands on the same ``incident-<fingerprint>`` (a signal while the incident runs, 
 Alertmanager re-notification). Once that incident has closed, the finding opens a new one only
 after ``repeat_interval`` (Alertmanager's repeat_interval), so an hourly forecast does not
 escalate the same disk every hour. A key a run evaluated and found fine resolves its finding.
+A job may make its findings into alerts itself (the daily sweeps: the fingerprint names the
+problem's instance, the evidence is in the annotations); they are routed the same way, as they are.
 """
 
 from __future__ import annotations
@@ -99,17 +101,11 @@ class FindingRouter:
         return described.status is WorkflowExecutionStatus.RUNNING
 
     async def route(self, req: RouteRequest) -> RouteResult:
-        repeat_interval = req.repeat_interval
         now = datetime.now(UTC)
         result = RouteResult()
         seen: set[str] = set()
         for finding in req.evaluation.findings:
             fp = fingerprint(finding.alert, finding.key)
-            seen.add(fp)
-            row = await asyncio.to_thread(self.store.finding, fp)
-            episode = row is not None and row.status == "firing"
-            wid = f"incident-{fp}"
-            running = await self._running(wid)
             labels = target_labels(
                 self.settings,
                 {
@@ -119,59 +115,100 @@ class FindingRouter:
                     "schedule": req.schedule,
                 },
             )
-            recent = (
-                episode
-                and row is not None
-                and row.last_routed is not None
-                and now - row.last_routed < repeat_interval
+            annotations = _annotations(finding, req.schedule, req.run_url)
+            alert = Alert(
+                name=finding.alert,
+                status=AlertStatus.FIRING,
+                fingerprint=fp,
+                labels=labels,
+                annotations=annotations,
+                starts_at=now,
+                source="schedule",
             )
-            first_seen = row.first_seen if episode and row is not None else now
-            last_routed = row.last_routed if row is not None else None
-            if not running and recent:
-                result.suppressed += 1
-                SCHEDULE_ROUTED.labels(req.schedule, "suppressed").inc()
-            else:
-                alert = Alert(
-                    name=finding.alert,
-                    status=AlertStatus.FIRING,
-                    fingerprint=fp,
-                    labels=labels,
-                    annotations=_annotations(finding, req.schedule, req.run_url),
-                    starts_at=first_seen,
-                    generator_url=req.run_url,
-                    source="schedule",
-                    received_at=now,
-                )
-                routed = await self.send(alert)
-                kind = "renotified" if running else "opened"
-                SCHEDULE_ROUTED.labels(req.schedule, kind).inc()
-                result.routed.append(
-                    RoutedFinding(
-                        fingerprint=fp,
-                        workflow_id=routed.workflow_id,
-                        status="firing",
-                        action=routed.action if not running else "signalled",
-                        summary=finding.summary,
-                    )
-                )
-                last_routed = now
-            await asyncio.to_thread(
-                self.store.save_finding,
-                FindingRow(
-                    fingerprint=fp,
-                    schedule=req.schedule,
-                    alert=finding.alert,
-                    key=finding.key,
-                    labels=labels,
-                    status="firing",
-                    first_seen=first_seen,
-                    last_seen=now,
-                    last_routed=last_routed,
-                    resolved_at=None,
-                ),
+            await self._route_one(req, now, alert, finding.key, finding.summary, result)
+            seen.add(fp)
+        for made in req.evaluation.alerts:  # already alerts: their job's fingerprint and source
+            alert = Alert.model_validate(
+                {
+                    **made.model_dump(),
+                    "labels": {**made.labels, "schedule": req.schedule},
+                    "annotations": {
+                        **made.annotations,
+                        "schedule": req.schedule,
+                        "run_url": req.run_url,
+                    },
+                }
             )
+            summary = made.annotations.get("summary", made.name)
+            key = {"fingerprint": made.fingerprint}
+            await self._route_one(req, now, alert, key, summary, result)
+            seen.add(made.fingerprint)
         await self._resolve(req, seen, now, result)
         return result
+
+    async def _route_one(
+        self,
+        req: RouteRequest,
+        now: datetime,
+        alert: Alert,
+        key: dict[str, str],
+        summary: str,
+        result: RouteResult,
+    ) -> None:
+        """Signal-with-start the finding's incident, unless it closed within repeat_interval."""
+        fp = alert.fingerprint
+        row = await asyncio.to_thread(self.store.finding, fp)
+        episode = row is not None and row.status == "firing"
+        running = await self._running(f"incident-{fp}")
+        recent = (
+            episode
+            and row is not None
+            and row.last_routed is not None
+            and now - row.last_routed < req.repeat_interval
+        )
+        first_seen = row.first_seen if episode and row is not None else now
+        last_routed = row.last_routed if row is not None else None
+        if not running and recent:
+            result.suppressed += 1
+            SCHEDULE_ROUTED.labels(req.schedule, "suppressed").inc()
+        else:
+            routed = await self.send(
+                Alert.model_validate(
+                    {
+                        **alert.model_dump(),
+                        "starts_at": first_seen,
+                        "generator_url": req.run_url,
+                        "received_at": now,
+                    }
+                )
+            )
+            kind = "renotified" if running else "opened"
+            SCHEDULE_ROUTED.labels(req.schedule, kind).inc()
+            result.routed.append(
+                RoutedFinding(
+                    fingerprint=fp,
+                    workflow_id=routed.workflow_id,
+                    status="firing",
+                    action=routed.action if not running else "signalled",
+                    summary=summary,
+                )
+            )
+            last_routed = now
+        await asyncio.to_thread(
+            self.store.save_finding,
+            FindingRow(
+                fingerprint=fp,
+                schedule=req.schedule,
+                alert=alert.name,
+                key=key,
+                labels=alert.labels,
+                status="firing",
+                first_seen=first_seen,
+                last_seen=now,
+                last_routed=last_routed,
+                resolved_at=None,
+            ),
+        )
 
     async def _resolve(
         self, req: RouteRequest, seen: set[str], now: datetime, result: RouteResult

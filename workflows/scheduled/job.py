@@ -83,24 +83,27 @@ async def record(
 
 
 async def run_job(
-    evaluate: Contract[Evaluation], inp: ScheduledInput, what: str
+    evaluate: Contract[Evaluation],
+    inp: ScheduledInput,
+    what: str,
+    within: timedelta = timedelta(minutes=5),
 ) -> ScheduleRunResult:
-    """Evaluate with ``evaluate``, route the findings, record the run; fail the run on errors."""
+    """Evaluate with ``evaluate`` (each attempt ``within`` this), route the findings, record the
+    run; fail the run on errors."""
     name = schedule_name(inp)
     started = workflow.now()
     result = ScheduleRunResult(schedule=name)
     try:
-        evaluation = await call(evaluate, inp, summary=what, **evaluation_options())
+        evaluation = await call(evaluate, inp, summary=what, **evaluation_options(within))
         result.series = evaluation.series
-        result.findings = len(evaluation.findings)
+        result.findings = evaluation.found
         result.notes = list(evaluation.notes)
-        workflow.set_current_details(
-            f"**{name}**: {evaluation.series} series, {len(evaluation.findings)} finding(s)"
-        )
+        series = f"{evaluation.series} series, " if evaluation.series else ""
+        workflow.set_current_details(f"**{name}**: {series}{evaluation.found} finding(s)")
         routed: RouteResult = await call(
             contracts.FINDINGS_ROUTE,
             RouteRequest(schedule=name, evaluation=evaluation, repeat_interval=inp.repeat_interval),
-            summary=f"route {len(evaluation.findings)} finding(s)",
+            summary=f"route {evaluation.found} finding(s)",
             **internal_options(),
         )
     except ActivityError as err:

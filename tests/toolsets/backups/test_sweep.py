@@ -19,6 +19,7 @@ from activities.sweeps import SweepActivities
 from activities.tools import ToolRunner
 from activities.toolsets import default_catalog
 from core.models import Alert
+from core.schedules import SweepInput
 from tests.conftest import make_settings
 from tests.fakes.pbs import FakePBS
 from tests.fakes.pve import FakePVE
@@ -34,6 +35,7 @@ from tests.toolsets.backups.conftest import Repos, repo_config, target
 
 CATALOG = default_catalog()
 RUNBOOKS = load_runbooks(CATALOG)
+SWEEP = SweepInput(schedule="backup-sweep", sweep="backups")
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ async def test_backup_sweep_finds_exactly_the_problems(
     env = ActivityEnvironment()
     beats: list[Any] = []
     env.on_heartbeat = lambda *details: beats.append(details)
-    first: list[Alert] = await env.run(activities.backups)
+    first: list[Alert] = (await env.run(activities.backups, SWEEP)).alerts
 
     found = {(a.name, a.labels["homelab_target"], _resource(a)) for a in first}
     assert found == {
@@ -108,6 +110,7 @@ async def test_backup_sweep_finds_exactly_the_problems(
     old = by_name[("BackupTooOld", "old")]
     assert old.labels["severity"] == "warning" and old.labels["kind"] == "restic"
     assert old.labels["homelab_source"] == "sweep" and old.fingerprint.startswith("sweep-")
+    assert all(a.source == "sweep" for a in first)
     assert old.annotations["summary"].startswith("restic repository old: newest snapshot 10d")
     assert int(old.annotations["newest_age_seconds"]) > 9 * 86400
     broken = by_name[("BackupCheckFailed", "broken")]
@@ -128,7 +131,7 @@ async def test_backup_sweep_finds_exactly_the_problems(
         assert ref is not None, (alert.name, notes)
         assert ref.target == alert.labels["homelab_target"] and ref.resource == _resource(alert)
 
-    second: list[Alert] = await env.run(activities.backups)
+    second: list[Alert] = (await env.run(activities.backups, SWEEP)).alerts
     assert sorted(a.fingerprint for a in second) == sorted(a.fingerprint for a in first)
 
 

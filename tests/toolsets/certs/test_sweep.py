@@ -16,12 +16,14 @@ from activities.sweeps import SweepActivities
 from activities.tools import ToolRunner
 from activities.toolsets import default_catalog
 from core.models import Alert
+from core.schedules import SweepInput
 from tests.conftest import make_settings
 from tests.toolsets.certs.conftest import LINEAGE, Files, files_target, web_target
 from workers.lab.acme import AcmeLab
 
 CATALOG = default_catalog()
 RUNBOOKS = load_runbooks(CATALOG)
+SWEEP = SweepInput(schedule="certificate-sweep", sweep="certificates")
 
 
 async def test_certificate_sweep_finds_exactly_the_problems(
@@ -30,7 +32,7 @@ async def test_certificate_sweep_finds_exactly_the_problems(
     settings = make_settings(tmp_path, certs=[files_target(files), web_target(acme)])
     activities = SweepActivities(settings, ToolRunner(CATALOG, TargetClients(settings)))
     env = ActivityEnvironment()
-    first: list[Alert] = await env.run(activities.certificates)
+    first: list[Alert] = (await env.run(activities.certificates, SWEEP)).alerts
     found = {
         (a.name, a.labels["homelab_target"], a.labels["certificate"], a.labels["severity"])
         for a in first
@@ -43,6 +45,7 @@ async def test_certificate_sweep_finds_exactly_the_problems(
         ("CertificateInvalid", "pem", "mismatch", "critical"),
         ("CertificateProbeFailed", "pem", "dead", "critical"),
     }
+    assert all(a.source == "sweep" and a.labels["homelab_source"] == "sweep" for a in first)
     expiring = next(a for a in first if a.name == "CertificateExpiringSoon")
     assert expiring.annotations["subject"] == "expiring.lab.test"
     assert 9.9 < float(expiring.annotations["days_left"]) <= 10
@@ -53,9 +56,9 @@ async def test_certificate_sweep_finds_exactly_the_problems(
         assert runbook is not None and runbook.service == "certs", alert.name
         ref, notes = resolve_target(settings, runbook, alert)
         assert ref is not None and ref.resource == alert.labels["certificate"], notes
-    assert sorted(a.fingerprint for a in await env.run(activities.certificates)) == sorted(
-        a.fingerprint for a in first
-    )
+    assert sorted(
+        a.fingerprint for a in (await env.run(activities.certificates, SWEEP)).alerts
+    ) == sorted(a.fingerprint for a in first)
 
     # certbot's last renewal of the lineage fails: a finding with certbot's own log
     original = acme.break_webroot(LINEAGE)
@@ -66,7 +69,7 @@ async def test_certificate_sweep_finds_exactly_the_problems(
         assert failed.returncode != 0
     finally:
         acme.renewal_conf(LINEAGE).write_text(original)
-    after: list[Alert] = await env.run(activities.certificates)
+    after: list[Alert] = (await env.run(activities.certificates, SWEEP)).alerts
     renewal = [a for a in after if a.name == "CertificateRenewalFailed"]
     assert len(renewal) == 1 and len(after) == len(first) + 1
     alert = renewal[0]
@@ -82,5 +85,7 @@ async def test_certificate_sweep_finds_exactly_the_problems(
     assert done.returncode == 0, done.stderr
     acme.serve_latest(LINEAGE)  # what the renew tool's reload does
     assert not [
-        a for a in await env.run(activities.certificates) if a.name == "CertificateRenewalFailed"
+        a
+        for a in (await env.run(activities.certificates, SWEEP)).alerts
+        if a.name == "CertificateRenewalFailed"
     ]
