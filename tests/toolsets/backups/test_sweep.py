@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.catalog import TargetClients
 from activities.incident import resolve_target
@@ -18,7 +18,7 @@ from activities.runbooks import load_runbooks, match
 from activities.sweeps import SweepActivities
 from activities.tools import ToolRunner
 from activities.toolsets import default_catalog
-from core.models import Alert
+from core.models import Alert, Outcome
 from core.schedules import SweepInput
 from tests.conftest import make_settings
 from tests.fakes.pbs import FakePBS
@@ -31,6 +31,7 @@ from tests.integration.proxmox_lab import (
     TOKEN_SECRET,
     build_lab,
 )
+from tests.schedules import settings_on, sweep_twice
 from tests.toolsets.backups.conftest import Repos, repo_config, target
 
 CATALOG = default_catalog()
@@ -140,3 +141,43 @@ def _resource(alert: Alert) -> str:
         if label in alert.labels:
             return alert.labels[label]
     raise AssertionError(f"{alert.name} names no resource")
+
+
+async def test_backup_sweep_schedule_opens_exactly_the_expected_incidents(
+    dev_env: WorkflowEnvironment, repos: Repos, tmp_path: Path, task_queue: str
+) -> None:
+    """The default schedules with a backups target: the sweep's schedule is applied and listed;
+    a triggered run opens exactly the incidents of the stale and the unreadable repository (the
+    healthy one none), each diagnosed by its runbook on its repository; a second run opens none."""
+    (tmp_path / "wrong").write_text("wrong password\n")
+    repositories = [  # no `check` (the sweep's own test runs it): three sweeps run here
+        repo_config(repos.home, "home", sweep_check=False),
+        repo_config(repos.old, "old", sweep_check=False),
+        repo_config(repos.media, "wrongpw", password_file=str(tmp_path / "wrong")),
+    ]
+    settings = settings_on(dev_env, tmp_path, task_queue, backups=[target(*repositories)])
+    done = await sweep_twice(dev_env, settings, "backup-sweep", "backups")
+
+    assert done.applied == {"patterns": "created", "backup-sweep": "created"}
+    listed = done.listed["backup-sweep"]
+    assert listed.workflow == "SweepWorkflow" and listed.spec.startswith("cron 30 6 * * *")
+    assert {(a.name, a.labels["repository"]) for a in done.expected} == {
+        ("BackupTooOld", "old"),
+        ("BackupRepositoryUnreadable", "wrongpw"),
+    }
+    wanted = {f"incident-{a.fingerprint}" for a in done.expected}
+    assert done.first.findings == 2 and done.first.opened == 2
+    assert {r.workflow_id for r in done.first.routed} == wanted
+    assert done.runs == sorted(wanted)  # exactly these on the server, each run once
+
+    by_repo = {s.alert.labels["repository"]: s for s in done.states.values()}
+    for repo, state in by_repo.items():
+        assert state.alert.source == "sweep" and state.alert.labels["schedule"] == "backup-sweep"
+        assert state.triage is not None and state.triage.runbook is not None, state.notes
+        assert str(state.triage.target) == f"backups:nas/{repo}", state.triage.notes
+        assert state.outcome is Outcome.ESCALATED and not state.actions  # nothing to fix here
+    snapshots = next(e for e in by_repo["old"].evidence if e.key == "snapshots")
+    assert snapshots.data["stale"] is True
+
+    again = done.second
+    assert again.findings == 2 and again.opened == 0 and not again.routed

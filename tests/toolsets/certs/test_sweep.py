@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.catalog import TargetClients
 from activities.incident import resolve_target
@@ -18,6 +18,7 @@ from activities.toolsets import default_catalog
 from core.models import Alert
 from core.schedules import SweepInput
 from tests.conftest import make_settings
+from tests.schedules import settings_on, sweep_twice
 from tests.toolsets.certs.conftest import LINEAGE, Files, files_target, web_target
 from workers.lab.acme import AcmeLab
 
@@ -88,4 +89,48 @@ async def test_certificate_sweep_finds_exactly_the_problems(
         a
         for a in (await env.run(activities.certificates, SWEEP)).alerts
         if a.name == "CertificateRenewalFailed"
+    ]
+
+
+async def test_certificate_sweep_schedule_opens_exactly_the_expected_incidents(
+    dev_env: WorkflowEnvironment, files: Files, tmp_path: Path, task_queue: str
+) -> None:
+    """The default schedules with a certs target: the sweep's schedule is applied and listed;
+    a triggered run opens one incident per finding (``incident-<fingerprint>``) that its runbook
+    answers on the certificate; a second run opens none."""
+    settings = settings_on(dev_env, tmp_path, task_queue, certs=[files_target(files)])
+    done = await sweep_twice(dev_env, settings, "certificate-sweep", "certificates")
+
+    assert done.applied == {"patterns": "created", "certificate-sweep": "created"}
+    listed = done.listed["certificate-sweep"]
+    assert listed.workflow == "SweepWorkflow" and listed.spec.startswith("cron 0 6 * * *")
+    assert listed.next_runs and listed.next_runs[0].hour in (6, 7)
+    assert {(a.name, a.labels["certificate"]) for a in done.expected} == {
+        ("CertificateExpiringSoon", "expiring"),
+        ("CertificateExpiringVerySoon", "critical"),
+        ("CertificateExpired", "expired"),
+        ("CertificateInvalid", "weak"),
+        ("CertificateInvalid", "mismatch"),
+        ("CertificateProbeFailed", "dead"),
+    }
+    wanted = {f"incident-{a.fingerprint}" for a in done.expected}
+    first = done.first
+    assert first.findings == 6 and first.opened == 6 and first.schedule == "certificate-sweep"
+    assert {r.workflow_id for r in first.routed} == wanted
+    assert done.runs == sorted(wanted)  # exactly these on the server, each run once
+
+    by_cert = {s.alert.labels["certificate"]: s for s in done.states.values()}
+    for cert, state in by_cert.items():
+        alert = state.alert
+        assert alert.source == "sweep" and alert.labels["schedule"] == "certificate-sweep"
+        assert done.run_id in alert.annotations["run_url"]
+        assert state.triage is not None and state.triage.runbook is not None, state.notes
+        assert str(state.triage.target) == f"certs:pem/{cert}", state.triage.notes
+    assert by_cert["expiring"].alert.annotations["subject"] == "expiring.lab.test"
+    assert by_cert["expiring"].triage.runbook.name == "certs-expiring"  # type: ignore[union-attr]
+
+    again = done.second
+    assert again.findings == 6 and again.opened == 0 and not again.routed
+    assert again.notes == [
+        "6 finding(s) not re-opened: their incident closed within repeat_interval"
     ]

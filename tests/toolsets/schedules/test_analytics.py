@@ -13,7 +13,7 @@ from activities.proactive.findings import fingerprint, target_labels
 from activities.proactive.patterns import report
 from activities.proactive.trend import forecast
 from core.config import ConfigError, Settings, load_settings
-from core.schedules import PatternReportInput
+from core.schedules import PatternReportInput, SweepInput
 from workers.lab.series import cases
 
 END = 1_780_000_000.0 // 7200 * 7200
@@ -116,6 +116,47 @@ def test_schedules_config_defaults_and_errors(tmp_path) -> None:  # type: ignore
         ("schedules: {x: {workflow: ForecastWorkflow, every: 1h, input: {horizn: 1d}}}", "horizn"),
         ("schedules: {x: {workflow: ForecastWorkflow, every: 1h, catchup_window: 3d}}", "bounded"),
         ("schedules: {X!: {workflow: ForecastWorkflow, every: 1h}}", "schedule name"),
+    ]:
+        path.write_text(body + "\ndocker: []\n")
+        with pytest.raises(ConfigError) as err:
+            load_settings(path)
+        assert problem in str(err.value)
+
+
+def test_default_sweeps_only_for_configured_targets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    certs = [{"name": "web", "endpoints": [{"name": "app", "address": "127.0.0.1:443"}]}]
+    backups = [{"name": "nas", "repositories": [{"name": "home", "kind": "borg",
+                                                 "repository": "/srv/borg"}]}]  # fmt: skip
+    pve = [{"name": "pve", "host": "pve.lab", "token_id": "a@pve!b", "token_secret": "s"}]
+    assert list(Settings(docker=[]).schedule_jobs()) == ["patterns"]
+    jobs = Settings(docker=[], certs=certs).schedule_jobs()
+    assert list(jobs) == ["patterns", "certificate-sweep"]
+    sweep = jobs["certificate-sweep"]
+    assert sweep.workflow == "SweepWorkflow" and sweep.input == {"sweep": "certificates"}
+    assert sweep.cron == ["0 6 * * *"] and sweep.jitter == timedelta(minutes=15)
+    assert sweep.period == timedelta(days=1)  # the missed-run alert's yardstick
+    assert sweep.run_timeout > SweepInput(sweep="certificates").timeout
+    for section in ({"backups": backups}, {"proxmox": pve}, {"pbs": pve}):
+        jobs = Settings(docker=[], **section).schedule_jobs()
+        assert list(jobs) == ["patterns", "backup-sweep"], section
+        assert jobs["backup-sweep"].input == {"sweep": "backups"}
+    both = Settings(
+        docker=[], certs=certs, backups=backups, prometheus=[{"name": "p", "url": "http://p:9090"}]
+    )
+    assert list(both.schedule_jobs()) == [
+        "forecast", "anomalies", "patterns", "certificate-sweep", "backup-sweep"
+    ]  # fmt: skip
+    # set by the user: exactly what is set, checked like any schedule
+    path = tmp_path / "homelab.yaml"
+    path.write_text(
+        "schedules: {certs: {workflow: SweepWorkflow, cron: '0 5 * * *', "
+        "input: {sweep: certificates, repeat_interval: 12h}}}\ndocker: []\n"
+    )
+    jobs = load_settings(path).schedule_jobs()
+    assert list(jobs) == ["certs"] and jobs["certs"].input["repeat_interval"] == "PT12H"
+    for body, problem in [
+        ("schedules: {x: {workflow: SweepWorkflow, cron: '0 5 * * *'}}", "sweep"),
+        ("schedules: {x: {workflow: SweepWorkflow, every: 1d, input: {sweep: dns}}}", "'backups'"),
     ]:
         path.write_text(body + "\ndocker: []\n")
         with pytest.raises(ConfigError) as err:

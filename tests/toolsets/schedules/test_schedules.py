@@ -12,14 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, ScheduleHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
 from core.models import IncidentState, Outcome
-from core.schedules import ScheduleRunResult
 from tests.conftest import make_settings
 from tests.integration.stack import target_host
+from tests.schedules import run_once
 from tests.toolsets.schedules.conftest import History
 from workers.schedules import apply, list_schedules, schedule_id
 from workers.worker import build_components, build_worker
@@ -52,24 +51,6 @@ def forecast_job(history: History, horizon_days: float) -> dict[str, Any]:
         "every": "1h",
         "input": {"at": at, "horizon": f"{horizon_days * 24:.0f}h"},
     }
-
-
-async def run_once(client: Client, handle: ScheduleHandle) -> tuple[str, ScheduleRunResult]:
-    """Trigger the schedule now and wait for that run's result."""
-    before = len((await handle.describe()).info.recent_actions)
-    await handle.trigger()
-    for _ in range(300):
-        actions = (await handle.describe()).info.recent_actions
-        if len(actions) > before:
-            action: Any = sorted(actions, key=lambda a: a.started_at)[-1].action
-            run = client.get_workflow_handle(
-                action.workflow_id,
-                run_id=action.first_execution_run_id,
-                result_type=ScheduleRunResult,
-            )
-            return action.workflow_id, await asyncio.wait_for(run.result(), 120)
-        await asyncio.sleep(0.2)
-    raise AssertionError("the triggered run never started")
 
 
 def mount(history: History, fp_summary: str) -> str:
