@@ -9,7 +9,8 @@ case is reproducible: approval, timeout, rollback after failed verification, the
 failing over to the runbook planner, the kill switch, and a manual rollback. Since 0.2, the
 scheduled jobs too: a forecast and an anomaly run whose (canned) evaluations find something that
 the real ``findings.route`` opens an incident for, a forecast run that fails, and the pattern
-report from the real store.
+report from the real store. Since 0.3, a certificate sweep whose (canned) finding, already an
+alert, the real ``findings.route`` opens an incident for.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.sweeps import finding as sweep_finding
 from core.config import Settings
 from core.models import (
     Alert,
@@ -49,6 +51,7 @@ from core.schedules import (
     Finding,
     ForecastInput,
     PatternReportInput,
+    SweepInput,
 )
 from tests.approvals import signal as signed
 from tests.conftest import make_settings
@@ -127,7 +130,23 @@ class Scheduled(FakeDocker):
                 series=1,
             )
 
-        return merge(super().activities(), [forecast, anomalies])
+        @activity.defn(name="sweeps.certificates")
+        async def certificates(inp: SweepInput) -> Evaluation:
+            expiring = sweep_finding(
+                "certificates",
+                "CertificateExpiringSoon",
+                "warning",
+                "certs",
+                "pem",
+                "certificate",
+                "expiring",
+                "certificate expiring (/etc/ssl/expiring.pem) expires in 10 days",
+                {"subject": "expiring.lab.test", "days_left": 10.0},
+                "0a1b2c",
+            )
+            return Evaluation(alerts=[expiring])
+
+        return merge(super().activities(), [forecast, anomalies, certificates])
 
 
 async def scheduled(client: Client, settings: Settings, workflow: str, wid: str, inp: Any) -> Any:
@@ -158,6 +177,11 @@ async def anomalies(client: Client, settings: Settings, parts: Components) -> An
 async def patterns(client: Client, settings: Settings, parts: Components) -> Any:
     inp = PatternReportInput(schedule="patterns", at=AT)
     return await scheduled(client, settings, "PatternReportWorkflow", "golden-patterns", inp)
+
+
+async def sweep(client: Client, settings: Settings, parts: Components) -> Any:
+    inp = SweepInput(schedule="certificate-sweep", sweep="certificates")
+    return await scheduled(client, settings, "SweepWorkflow", "golden-sweep", inp)
 
 
 Case = Callable[[Client, Settings, Components], Awaitable[WorkflowHandle[Any, IncidentState]]]
@@ -241,6 +265,7 @@ CASES: dict[str, tuple[Case, dict[str, Any], type[FakeDocker]]] = {
     "forecast-failed": (forecast_failed, {}, Scheduled),
     "anomalies": (anomalies, {}, Scheduled),
     "patterns": (patterns, {}, Scheduled),
+    "sweep": (sweep, {}, Scheduled),
 }
 
 

@@ -33,6 +33,7 @@ def test_there_are_golden_histories_for_each_case() -> None:
         "forecast-failed",
         "anomalies",
         "patterns",
+        "sweep",
     ]:
         assert case in names, f"no golden history for {case}"
 
