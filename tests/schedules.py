@@ -100,8 +100,12 @@ async def sweep_twice(
     applied = {a.name: a.action for a in await apply(client, settings)}
     listed = {r.name: r for r in await list_schedules(client, settings)}
     parts = build_components(settings)
-    sweeper = Sweeper(settings, ToolRunner(default_catalog(), TargetClients(settings)))
-    expected = await {"certificates": sweeper.certificates, "backups": sweeper.backups}[sweep]()
+    clients = TargetClients(settings)
+    try:
+        sweeper = Sweeper(settings, ToolRunner(default_catalog(), clients))
+        expected = await {"certificates": sweeper.certificates, "backups": sweeper.backups}[sweep]()
+    finally:
+        await clients.aclose()
     worker = build_worker(client, parts)
     task = asyncio.create_task(worker.run())
     try:
@@ -117,4 +121,5 @@ async def sweep_twice(
         await worker.shutdown()
         await task
         parts.close()
+        await apply(client, settings.model_copy(update={"schedules": {}}))  # no cron run later
     return SweepRuns(applied, listed, expected, run_id, first, second, states, runs)
