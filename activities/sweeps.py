@@ -30,6 +30,7 @@ from core.config import Settings
 from core.models import Alert, AlertStatus, TargetRef, ToolCall, ToolResult
 from core.redact import redact_text
 from core.schedules import Evaluation, SweepInput
+from core.targets import BackupsTarget, CertsTarget, PbsTarget, ProxmoxTarget
 from core.units import human_duration
 
 SWEEP_SOURCE = "sweep"
@@ -77,11 +78,21 @@ def finding(
 
 
 class Sweeper:
-    """The sweeps' logic, on one tool runner (the activities below and the tests call it)."""
+    """The sweeps' logic, on one tool runner (the activities below and the tests call it), over
+    the targets of one site (``""``: the main worker's, those with no site)."""
 
-    def __init__(self, settings: Settings, runner: ToolRunner) -> None:
+    def __init__(self, settings: Settings, runner: ToolRunner, site: str = "") -> None:
         self.settings = settings
         self.runner = runner
+        self.site = site
+
+    def certs_targets(self) -> list[CertsTarget]:
+        return [t for t in self.settings.certs if t.site == self.site]
+
+    def backup_targets(self) -> list[BackupsTarget | PbsTarget | ProxmoxTarget]:
+        s = self.settings
+        every: list[BackupsTarget | PbsTarget | ProxmoxTarget] = [*s.backups, *s.pbs, *s.proxmox]
+        return [t for t in every if t.site == self.site]
 
     async def _run(
         self, tool: str, service: str, target: str, resource: str = "", **params: Any
@@ -101,7 +112,7 @@ class Sweeper:
 
     async def certificates(self) -> list[Alert]:
         found: list[Alert] = []
-        for target in self.settings.certs:
+        for target in self.certs_targets():
             self._beat(f"certs {target.name}")
             found += await self._certs_target(target.name, target.certbot is not None)
         return found
@@ -245,16 +256,17 @@ class Sweeper:
 
     async def backups(self) -> list[Alert]:
         found: list[Alert] = []
-        for target in self.settings.backups:
+        mine = self.backup_targets()
+        for target in (t for t in mine if isinstance(t, BackupsTarget)):
             for repo in target.repositories:
                 self._beat(f"backups {target.name}/{repo.name}")
                 found += await self._repository(
                     target.name, repo.name, repo.kind, repo.sweep_check, repo.check_read_data_subset
                 )
-        for pbs in self.settings.pbs:
+        for pbs in (t for t in mine if isinstance(t, PbsTarget)):
             self._beat(f"pbs {pbs.name}")
             found += await self._pbs(pbs.name)
-        for pve in self.settings.proxmox:
+        for pve in (t for t in mine if isinstance(t, ProxmoxTarget)):
             self._beat(f"proxmox {pve.name}")
             found += await self._coverage(pve.name)
         return found
@@ -424,23 +436,36 @@ class Sweeper:
 
 class SweepActivities:
     """The sweeps as Temporal activities: an ``Evaluation`` whose findings are already alerts,
-    for ``SweepWorkflow`` to route (``findings.route``) like any scheduled job's."""
+    for ``SweepWorkflow`` to route (``findings.route``) like any scheduled job's.
 
-    def __init__(self, settings: Settings, runner: ToolRunner) -> None:
+    Each worker sweeps its own site's targets: the main worker those with no site, and it names
+    the sites that have targets of the sweep (``Evaluation.sites``), where the workflow runs the
+    same activity on that site's worker."""
+
+    def __init__(self, settings: Settings, runner: ToolRunner, site: str = "") -> None:
         self.settings = settings
-        self.sweeper = Sweeper(settings, runner)
+        self.site = site
+        self.sweeper = Sweeper(settings, runner, site)
+
+    def _evaluation(self, alerts: list[Alert], kind: str, targets: list[Any]) -> Evaluation:
+        elsewhere = sorted({t.site for t in targets if t.site and t.site != self.site})
+        mine = [t for t in targets if t.site == self.site]
+        where = f"site {self.site}" if self.site else "the main worker"
+        return Evaluation(
+            alerts=alerts,
+            notes=[] if mine else [f"no {kind} targets for {where}"],
+            sites={site: self.settings.site_queue(site) for site in elsewhere}
+            if not self.site
+            else {},
+        )
 
     @activity.defn(name=contracts.SWEEP_CERTIFICATES.name)
     async def certificates(self, inp: SweepInput) -> Evaluation:
         found = await self.sweeper.certificates()
-        targets = len(self.settings.certs)
-        return Evaluation(alerts=found, notes=[] if targets else ["no certs targets configured"])
+        return self._evaluation(found, "certs", list(self.settings.certs))
 
     @activity.defn(name=contracts.SWEEP_BACKUPS.name)
     async def backups(self, inp: SweepInput) -> Evaluation:
         found = await self.sweeper.backups()
-        settings = self.settings
-        configured = settings.backups or settings.pbs or settings.proxmox
-        return Evaluation(
-            alerts=found, notes=[] if configured else ["no backups, pbs or proxmox targets"]
-        )
+        s = self.settings
+        return self._evaluation(found, "backups, pbs or proxmox", [*s.backups, *s.pbs, *s.proxmox])

@@ -213,6 +213,11 @@ class SweepInput(ScheduledInput):
         description="the whole sweep (every repository's check together); keep the schedule's "
         "run_timeout above it",
     )
+    site_wait: Duration = Field(
+        default=timedelta(minutes=30),
+        description="how long a site's sweep waits for the site's worker to take it; then that "
+        "site's targets are noted as not swept and the rest is routed",
+    )
 
 
 SCHEDULED_INPUTS: dict[str, type[ScheduledInput]] = {
@@ -347,6 +352,11 @@ class Evaluation(Model):
     series: int = 0
     notes: list[str] = Field(default_factory=list)
     details: list[dict[str, Any]] = Field(default_factory=list)
+    sites: dict[str, str] = Field(
+        default_factory=dict,
+        description="site → task queue: sites whose targets this evaluation left to their own "
+        "worker (the sweeps: the workflow evaluates there too)",
+    )
 
     @property
     def found(self) -> int:

@@ -21,7 +21,7 @@ from core.models import Alert, IncidentState
 from core.schedules import ScheduleRunResult
 from tests.conftest import make_settings
 from workers.schedules import apply, list_schedules, schedule_id
-from workers.worker import build_components, build_worker
+from workers.worker import build_components, build_site_worker, build_worker
 
 
 async def run_once(client: Client, handle: ScheduleHandle) -> tuple[str, ScheduleRunResult]:
@@ -93,21 +93,29 @@ async def sweep_twice(
     settings: Settings,
     schedule: str,
     sweep: Literal["certificates", "backups"],
+    served: list[str] | None = None,
 ) -> SweepRuns:
-    """Apply the config's schedules, then with the real worker: trigger ``schedule``, wait for
-    every incident it opened, trigger it again. ``expected``: what the sweep itself finds."""
+    """Apply the config's schedules, then with the real workers (the main one, and one for each
+    site ``served``, default all): trigger ``schedule``, wait for every incident it opened,
+    trigger it again. ``expected``: what the sweep itself finds on the served sites."""
     client = env.client
     applied = {a.name: a.action for a in await apply(client, settings)}
     listed = {r.name: r for r in await list_schedules(client, settings)}
-    parts = build_components(settings)
+    sites = settings.sites() if served is None else served
     clients = TargetClients(settings)
+    expected: list[Alert] = []
     try:
-        sweeper = Sweeper(settings, ToolRunner(default_catalog(), clients))
-        expected = await {"certificates": sweeper.certificates, "backups": sweeper.backups}[sweep]()
+        for site in ["", *sites]:
+            sweeper = Sweeper(settings, ToolRunner(default_catalog(), clients), site)
+            expected += await {"certificates": sweeper.certificates, "backups": sweeper.backups}[
+                sweep
+            ]()
     finally:
         await clients.aclose()
-    worker = build_worker(client, parts)
-    task = asyncio.create_task(worker.run())
+    parts = build_components(settings)
+    workers = [build_worker(client, parts)]
+    workers += [build_site_worker(client, parts, site) for site in sites]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         handle = client.get_schedule_handle(schedule_id(settings, schedule))
         run_id, first = await run_once(client, handle)
@@ -118,8 +126,9 @@ async def sweep_twice(
         _, second = await run_once(client, handle)
         runs = await settled_incident_runs(client, settings.temporal.task_queue, len(states))
     finally:
-        await worker.shutdown()
-        await task
+        for worker in workers:
+            await worker.shutdown()
+        await asyncio.gather(*tasks)
         parts.close()
         await apply(client, settings.model_copy(update={"schedules": {}}))  # no cron run later
     return SweepRuns(applied, listed, expected, run_id, first, second, states, runs)

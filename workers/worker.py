@@ -143,15 +143,22 @@ def activities_for(client: Client, parts: Components) -> list[Callable[..., Any]
 
 def build_site_worker(client: Client, parts: Components, site: str) -> Worker:
     """A site's worker: only the activities that touch targets (tools, ``tool.prepare``,
-    ``incident.verify``), only for its own site's targets, on the site's own task queue."""
+    ``incident.verify``, the sweeps), only for its own site's targets, on the site's own task
+    queue."""
     settings = parts.settings
     runner = ToolRunner(parts.catalog, parts.clients)
     runbooks = load_runbooks(parts.catalog, settings.runbook_dirs)
     incident = IncidentActivities(settings, parts.catalog, runner, runbooks, site=site)
+    sweeps = SweepActivities(settings, runner, site)
     return Worker(
         client,
         task_queue=settings.site_queue(site),
-        activities=[*ToolActivities(runner, site, settings.site_of).all(), incident.verify],
+        activities=[
+            *ToolActivities(runner, site, settings.site_of).all(),
+            incident.verify,
+            sweeps.certificates,
+            sweeps.backups,
+        ],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

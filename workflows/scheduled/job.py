@@ -6,6 +6,7 @@ fails the run, so it is red in the Web UI and in ``schedules list``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -82,19 +83,26 @@ async def record(
     )
 
 
+Evaluate = Callable[[], Awaitable[Evaluation]]
+"""An evaluation of more than one activity (the sweeps: one per site)."""
+
+
 async def run_job(
-    evaluate: Contract[Evaluation],
+    evaluate: Contract[Evaluation] | Evaluate,
     inp: ScheduledInput,
     what: str,
     within: timedelta = timedelta(minutes=5),
 ) -> ScheduleRunResult:
-    """Evaluate with ``evaluate`` (each attempt ``within`` this), route the findings, record the
-    run; fail the run on errors."""
+    """Evaluate with ``evaluate`` (an activity, each attempt ``within`` this, or a function of
+    several), route the findings, record the run; fail the run on errors."""
     name = schedule_name(inp)
     started = workflow.now()
     result = ScheduleRunResult(schedule=name)
     try:
-        evaluation = await call(evaluate, inp, summary=what, **evaluation_options(within))
+        if isinstance(evaluate, Contract):
+            evaluation = await call(evaluate, inp, summary=what, **evaluation_options(within))
+        else:
+            evaluation = await evaluate()
         result.series = evaluation.series
         result.findings = evaluation.found
         result.notes = list(evaluation.notes)

@@ -146,21 +146,34 @@ def _resource(alert: Alert) -> str:
 async def test_backup_sweep_schedule_opens_exactly_the_expected_incidents(
     dev_env: WorkflowEnvironment, repos: Repos, tmp_path: Path, task_queue: str
 ) -> None:
-    """The default schedules with a backups target: the sweep's schedule is applied and listed;
-    a triggered run opens exactly the incidents of the stale and the unreadable repository (the
-    healthy one none), each diagnosed by its runbook on its repository; a second run opens none."""
+    """The sweep as a user schedules it: applied and listed; a triggered run opens exactly the
+    incidents of the stale and the unreadable repository (the healthy one none), each diagnosed
+    by its runbook on its repository; a target at a site whose worker is down is noted as not
+    swept, the rest routed; a second run opens none."""
     (tmp_path / "wrong").write_text("wrong password\n")
     repositories = [  # no `check` (the sweep's own test runs it): three sweeps run here
         repo_config(repos.home, "home", sweep_check=False),
         repo_config(repos.old, "old", sweep_check=False),
         repo_config(repos.media, "wrongpw", password_file=str(tmp_path / "wrong")),
     ]
-    settings = settings_on(dev_env, tmp_path, task_queue, backups=[target(*repositories)])
-    done = await sweep_twice(dev_env, settings, "backup-sweep", "backups")
+    far = target(repo_config(repos.old, "old", sweep_check=False), name="far", site="far")
+    schedule = {
+        "workflow": "SweepWorkflow",
+        "cron": "15 5 * * *",
+        "input": {"sweep": "backups", "site_wait": "2s"},
+    }
+    settings = settings_on(
+        dev_env,
+        tmp_path,
+        task_queue,
+        backups=[target(*repositories), far],
+        schedules={"nightly-backups": schedule},
+    )
+    done = await sweep_twice(dev_env, settings, "nightly-backups", "backups", served=[])
 
-    assert done.applied == {"patterns": "created", "backup-sweep": "created"}
-    listed = done.listed["backup-sweep"]
-    assert listed.workflow == "SweepWorkflow" and listed.spec.startswith("cron 30 6 * * *")
+    assert done.applied == {"nightly-backups": "created"}
+    listed = done.listed["nightly-backups"]
+    assert listed.workflow == "SweepWorkflow" and listed.spec.startswith("cron 15 5 * * *")
     assert {(a.name, a.labels["repository"]) for a in done.expected} == {
         ("BackupTooOld", "old"),
         ("BackupRepositoryUnreadable", "wrongpw"),
@@ -169,10 +182,12 @@ async def test_backup_sweep_schedule_opens_exactly_the_expected_incidents(
     assert done.first.findings == 2 and done.first.opened == 2
     assert {r.workflow_id for r in done.first.routed} == wanted
     assert done.runs == sorted(wanted)  # exactly these on the server, each run once
+    [note] = done.first.notes
+    assert note.startswith("site far: not swept") and "ScheduleToStart" in note, note
 
     by_repo = {s.alert.labels["repository"]: s for s in done.states.values()}
     for repo, state in by_repo.items():
-        assert state.alert.source == "sweep" and state.alert.labels["schedule"] == "backup-sweep"
+        assert state.alert.source == "sweep" and state.alert.labels["schedule"] == "nightly-backups"
         assert state.triage is not None and state.triage.runbook is not None, state.notes
         assert str(state.triage.target) == f"backups:nas/{repo}", state.triage.notes
         assert state.outcome is Outcome.ESCALATED and not state.actions  # nothing to fix here

@@ -95,42 +95,60 @@ async def test_certificate_sweep_finds_exactly_the_problems(
 async def test_certificate_sweep_schedule_opens_exactly_the_expected_incidents(
     dev_env: WorkflowEnvironment, files: Files, tmp_path: Path, task_queue: str
 ) -> None:
-    """The default schedules with a certs target: the sweep's schedule is applied and listed;
-    a triggered run opens one incident per finding (``incident-<fingerprint>``) that its runbook
-    answers on the certificate; a second run opens none."""
-    settings = settings_on(dev_env, tmp_path, task_queue, certs=[files_target(files)])
+    """The default schedules with certs targets, one at a site: the sweep's schedule is applied
+    and listed; a triggered run (the main worker's sweep and the site worker's) opens one incident
+    per finding (``incident-<fingerprint>``) that its runbook answers on the certificate; a
+    second run opens none."""
+    edge = files_target(
+        files,
+        name="edge",
+        site="edge",
+        files=[{"name": "expiring", "path": files.path("expiring")}],
+        endpoints=[],
+    )
+    settings = settings_on(dev_env, tmp_path, task_queue, certs=[files_target(files), edge])
     done = await sweep_twice(dev_env, settings, "certificate-sweep", "certificates")
 
     assert done.applied == {"patterns": "created", "certificate-sweep": "created"}
     listed = done.listed["certificate-sweep"]
     assert listed.workflow == "SweepWorkflow" and listed.spec.startswith("cron 0 6 * * *")
     assert listed.next_runs and listed.next_runs[0].hour in (6, 7)
-    assert {(a.name, a.labels["certificate"]) for a in done.expected} == {
-        ("CertificateExpiringSoon", "expiring"),
-        ("CertificateExpiringVerySoon", "critical"),
-        ("CertificateExpired", "expired"),
-        ("CertificateInvalid", "weak"),
-        ("CertificateInvalid", "mismatch"),
-        ("CertificateProbeFailed", "dead"),
+    assert {
+        (a.labels["homelab_target"], a.name, a.labels["certificate"]) for a in done.expected
+    } == {
+        ("pem", "CertificateExpiringSoon", "expiring"),
+        ("pem", "CertificateExpiringVerySoon", "critical"),
+        ("pem", "CertificateExpired", "expired"),
+        ("pem", "CertificateInvalid", "weak"),
+        ("pem", "CertificateInvalid", "mismatch"),
+        ("pem", "CertificateProbeFailed", "dead"),
+        ("edge", "CertificateExpiringSoon", "expiring"),  # swept by the site's worker
     }
     wanted = {f"incident-{a.fingerprint}" for a in done.expected}
     first = done.first
-    assert first.findings == 6 and first.opened == 6 and first.schedule == "certificate-sweep"
-    assert {r.workflow_id for r in first.routed} == wanted
+    assert first.findings == 7 and first.opened == 7 and first.schedule == "certificate-sweep"
+    assert {r.workflow_id for r in first.routed} == wanted and not first.notes
     assert done.runs == sorted(wanted)  # exactly these on the server, each run once
 
-    by_cert = {s.alert.labels["certificate"]: s for s in done.states.values()}
-    for cert, state in by_cert.items():
+    by_ref = {
+        (s.alert.labels["homelab_target"], s.alert.labels["certificate"]): s
+        for s in done.states.values()
+    }
+    for (target, cert), state in by_ref.items():
         alert = state.alert
         assert alert.source == "sweep" and alert.labels["schedule"] == "certificate-sweep"
         assert done.run_id in alert.annotations["run_url"]
         assert state.triage is not None and state.triage.runbook is not None, state.notes
-        assert str(state.triage.target) == f"certs:pem/{cert}", state.triage.notes
-    assert by_cert["expiring"].alert.annotations["subject"] == "expiring.lab.test"
-    assert by_cert["expiring"].triage.runbook.name == "certs-expiring"  # type: ignore[union-attr]
+        assert str(state.triage.target) == f"certs:{target}/{cert}", state.triage.notes
+    expiring = by_ref[("edge", "expiring")]
+    assert expiring.alert.annotations["subject"] == "expiring.lab.test"
+    assert expiring.triage is not None and expiring.triage.runbook is not None
+    assert expiring.triage.runbook.name == "certs-expiring"
+    assert expiring.triage.site_queues == {"certs:edge": f"{task_queue}@edge"}
+    assert any(e.ok for e in expiring.evidence)  # its diagnostics ran on the site's worker
 
     again = done.second
-    assert again.findings == 6 and again.opened == 0 and not again.routed
+    assert again.findings == 7 and again.opened == 0 and not again.routed
     assert again.notes == [
-        "6 finding(s) not re-opened: their incident closed within repeat_interval"
+        "7 finding(s) not re-opened: their incident closed within repeat_interval"
     ]
