@@ -19,6 +19,7 @@ from core.config import Settings
 from core.expectations import check as expectation_check
 from core.expectations import check_all, stable_values
 from core.models import (
+    UNREACHABLE_ALERT,
     Alert,
     Check,
     Plan,
@@ -175,10 +176,14 @@ class IncidentActivities:
         why = settings.critical_reason(target) if target is not None else ""
         if why:
             notes.append(why)
+        parents = any(
+            rb.service == runbook.service and UNREACHABLE_ALERT in rb.alerts for rb in self.runbooks
+        )
         return Triage(
             incident_type=runbook.incident_type,
             service=runbook.service,
             target=target,
+            parent_incidents=parents,
             critical=bool(why),
             runbook=runbook,
             notes=notes,

@@ -625,6 +625,11 @@ class Triage(Model):
     llm_offer: list[str] = Field(
         default_factory=list, description="tools a human lets the LLM propose beyond the runbook's"
     )
+    parent_incidents: bool = Field(
+        default=False,
+        description="a runbook answers TargetUnreachable for this service: a child whose target "
+        "and parent do not answer waits for the parent's incident",
+    )
     site_queues: dict[str, str] = Field(
         default_factory=dict,
         description="service:target → the task queue of the site worker that runs its tools",

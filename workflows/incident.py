@@ -106,7 +106,7 @@ class IncidentWorkflow(IncidentFlow):
         found = await self.diagnose(triage)
         cut_off = unreachable(triage, found)
         waits = deferred and triage.runbook.waits_for_target  # the parent's own incident
-        if cut_off and deferred and not waits and topology.parent_of(triage.target):
+        if cut_off and deferred and not waits and topology.waits_for_parent(triage, found):
             self.quiet = True  # one notification for the parent, none per child
             if await self.parent.wait(self, triage, cut_off):
                 found = await self.diagnose(triage)

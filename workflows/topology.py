@@ -16,7 +16,15 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from core import contracts
-    from core.models import AlertStatus, JoinedAlert, ParentRequest, TargetRef, Triage
+    from core.models import (
+        AlertStatus,
+        Evidence,
+        JoinedAlert,
+        ParentRequest,
+        TargetRef,
+        ToolErrorKind,
+        Triage,
+    )
     from workflows import options
     from workflows.calls import call
     from workflows.remediation import cause, unless_cancelled
@@ -41,6 +49,14 @@ def parent_of(target: TargetRef) -> TargetRef | None:
     if not target.resource:
         return None
     return TargetRef(service=target.service, target=target.target)
+
+
+def waits_for_parent(triage: Triage, evidence: list[Evidence]) -> bool:
+    """Every diagnostic failed to reach the target (refused credentials are no outage), it has a
+    parent, and a runbook answers the parent's ``TargetUnreachable``."""
+    if triage.target is None or parent_of(triage.target) is None or not triage.parent_incidents:
+        return False
+    return all(e.error is not None and e.error.kind is ToolErrorKind.UNREACHABLE for e in evidence)
 
 
 class ParentWait:

@@ -252,18 +252,29 @@ async def test_high_memory_usage_raises_the_limit_in_place(
         assert state.verification is not None and state.verification.passed
 
 
-async def test_an_unreachable_engine_escalates_at_once(
+async def test_an_unreachable_engine_opens_its_own_incident_at_once(
     dev_env: WorkflowEnvironment, docker_engine: DockerEngine, tmp_path: Path
 ) -> None:
-    """It once sat in Verify for the whole 60 s verification timeout, having done nothing."""
+    """It once sat in Verify for the whole 60 s verification timeout, having done nothing and told
+    nobody. Now the engine gets one incident at once (a human hears of it), and the container's
+    incident waits for that one without acting."""
     gone = {"name": "gone", "url": f"unix://{tmp_path}/no-docker.sock", "timeout": 2}
     async with running_stack(dev_env, docker_engine, tmp_path, docker=[gone]) as stack:
         alert = am_alert("ContainerKilled", "web", engine="gone")
         started = time.monotonic()
         assert (await stack.post(alertmanager_payload(alert))).status_code == 202
-        state = await stack.result(f"incident-{alert['fingerprint']}", timeout=60)
+        wid = f"incident-{alert['fingerprint']}"
+        child = await stack.wait_state(wid, lambda s: s.joined_to != "", 30)
+        engine = await stack.wait_state(
+            child.joined_to, lambda s: s.phase is Phase.VERIFY and len(s.joined) == 1, 30
+        )
         took = time.monotonic() - started
-    assert state.outcome is Outcome.ESCALATED and state.actions == []
-    assert state.verification is None  # never waited in Verify
-    assert any("docker target gone unreachable" in n for n in state.notes), state.notes
-    assert took < 30, f"took {took:.1f}s"
+        assert engine.alert.name == "TargetUnreachable"
+        assert engine.triage is not None and str(engine.triage.target) == "docker:gone"
+        assert engine.notifications_sent >= 1  # "opened": a human hears of it at once
+        assert any("docker target gone unreachable" in n for n in child.notes), child.notes
+        assert child.actions == [] and child.verification is None and child.plan is None
+        assert child.notifications_sent == 0
+        assert took < 30, f"took {took:.1f}s"
+        for handle in (stack.handle(wid), stack.handle(child.joined_to)):
+            await handle.terminate("test over")

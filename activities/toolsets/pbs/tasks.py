@@ -244,6 +244,7 @@ def _gc_preview(ctx: ToolContext[NoParams], before: dict[str, Any]) -> str:
     reversibility=Reversibility.STATELESS,
     capture=capture_gc,
     preview=_gc_preview,
+    facts=lambda ctx, b: {"datastore": b["datastore"], "last_gc": b["last_upid"]},
     needs_resource=False,
     timeout=timedelta(hours=6),
 )

@@ -146,6 +146,13 @@ def _rollback_preview(ctx: ToolContext[RollbackParams], b: dict[str, Any]) -> st
     reversibility=Reversibility.IRREVERSIBLE,
     capture=capture_rollback,
     preview=_rollback_preview,
+    # what is approved: the snapshot (by its time) and what it changes, not its age in words
+    facts=lambda ctx, b: {
+        "snapshot": b["snapshot"],
+        "snaptime": b["snaptime"],
+        "differences": b["differences"],
+        "start_after": b["start_after"],
+    },
     timeout=timedelta(minutes=20),
 )
 def snapshot_rollback(ctx: ToolContext[RollbackParams]) -> dict[str, Any]:
