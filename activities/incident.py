@@ -11,7 +11,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.catalog import Catalog
-from activities.planner import ALERT_KEY, ParamError, alert_evidence, resolve_param, runbook_plan
+from activities.planner import (
+    ALERT_KEY,
+    TARGET_KEY,
+    ParamError,
+    alert_evidence,
+    resolve_param,
+    runbook_plan,
+)
 from activities.runbooks import match
 from activities.tools import ToolRunner
 from core import contracts
@@ -22,6 +29,7 @@ from core.models import (
     UNREACHABLE_ALERT,
     Alert,
     Check,
+    Evidence,
     Plan,
     PlanRequest,
     Runbook,
@@ -82,27 +90,44 @@ def resolve_target(
     return TargetRef(service=service, target=chosen.name, resource=resource), notes
 
 
-def bind_alert_params(runbook: Runbook, alert: Alert) -> tuple[Runbook, list[str]]:
-    """Resolve ``{from: alert.labels.X}`` in diagnostics and checks (they run before any other
-    evidence exists), so the workflow history holds the exact calls."""
+def bind_alert_params(
+    runbook: Runbook, alert: Alert, target: TargetRef | None = None
+) -> tuple[Runbook, list[str]]:
+    """Resolve ``{from: alert.labels.X}`` and ``{template: '…{target.resource}…'}`` in diagnostics
+    and checks (they run before any other evidence exists), so the workflow history holds the
+    exact calls. A step of another service that cannot be bound is left out (a note, not a
+    problem: it is extra evidence)."""
     source = {ALERT_KEY: alert_evidence(alert)}
+    if target is not None:
+        source[TARGET_KEY] = Evidence(
+            key=TARGET_KEY,
+            tool="triage",
+            target=str(target),
+            ok=True,
+            data={"service": target.service, "name": target.target, "resource": target.resource},
+        )
     problems: list[str] = []
 
-    def bound(params: dict[str, Any], where: str) -> dict[str, Any]:
+    def bound(params: dict[str, Any], where: str, into: list[str]) -> dict[str, Any]:
         out = {}
         for name, spec in params.items():
             try:
                 out[name] = resolve_param(spec, source)
             except ParamError as exc:
-                problems.append(f"{where} needs {name} from the alert: {exc}")
+                into.append(f"{where} needs {name} from the alert: {exc}")
         return out
 
-    diagnostics = [
-        step.model_copy(update={"params": bound(step.params, f"diagnostic {step.key!r}")})
-        for step in runbook.diagnostics
-    ]
+    diagnostics = []
+    for step in runbook.diagnostics:
+        optional = step.tool.split(".", 1)[0] != runbook.service
+        missing: list[str] = []
+        params = bound(step.params, f"diagnostic {step.key!r}", missing)
+        if missing and optional:
+            continue  # extra evidence this alert cannot feed
+        problems.extend(missing)
+        diagnostics.append(step.model_copy(update={"params": params}))
     checks = [
-        check.model_copy(update={"params": bound(check.params, f"check {check.tool}")})
+        check.model_copy(update={"params": bound(check.params, f"check {check.tool}", problems)})
         for check in runbook.verification.checks
     ]
     verification = runbook.verification.model_copy(update={"checks": checks})
@@ -169,10 +194,12 @@ class IncidentActivities:
                 target, note = await self.runner.canonical(target)
                 if note:
                     notes.append(note)
-            runbook, problems = bind_alert_params(runbook, alert)
+            runbook, problems = bind_alert_params(runbook, alert, target)
             if problems:
                 notes.extend(problems)
                 target = None
+            else:
+                runbook = self.other_services(runbook, notes)
         why = settings.critical_reason(target) if target is not None else ""
         if why:
             notes.append(why)
@@ -189,6 +216,36 @@ class IncidentActivities:
             notes=notes,
             **common,
         )
+
+    def other_services(self, runbook: Runbook, notes: list[str]) -> Runbook:
+        """Steps that read another service (metrics from Prometheus) get that service's target
+        (``on:``, or its only one); without one configured the step is left out, with a note."""
+        steps = []
+        for step in runbook.diagnostics:
+            service = self.catalog.get(step.tool).service
+            if service == runbook.service:
+                steps.append(step)
+                continue
+            targets = self.settings.targets(service)
+            chosen = (
+                self.settings.find_target(service, step.on)
+                if step.on
+                else (targets[0] if len(targets) == 1 else None)
+            )
+            if chosen is None:
+                why = (
+                    f"no {service} target named {step.on!r}"
+                    if step.on
+                    else f"{len(targets)} {service} targets and no `on:`"
+                    if targets
+                    else f"no {service} target is configured"
+                )
+                notes.append(f"diagnostic {step.key!r} ({step.tool}) left out: {why}")
+                continue
+            steps.append(
+                step.model_copy(update={"target": TargetRef(service=service, target=chosen.name)})
+            )
+        return runbook.model_copy(update={"diagnostics": steps})
 
     def _ui_url(self) -> str:
         base = self.settings.temporal.web_ui()

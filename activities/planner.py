@@ -10,6 +10,7 @@ other plan: tools exist, parameters validate, the target is the incident's.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from activities.catalog import Catalog, ToolFailure
@@ -50,9 +51,34 @@ def alert_evidence(alert: Alert) -> Evidence:
     )
 
 
+TARGET_KEY = "target"
+"""Diagnostics' params may name the incident's target as triage resolved it (``{target.resource}``)."""
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)+)\}")
+
+
+def quoted(value: Any) -> str:
+    """A value inside a double-quoted string (PromQL, LogQL): escaped, so an alert's label cannot
+    close the string and add to the query."""
+    text = str(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_template(template: str, evidence: dict[str, Evidence]) -> str:
+    """``{template: 'up{instance="{alert.labels.instance}"}'}``: each ``{key.path}`` replaced by
+    that evidence value, escaped for a double-quoted string."""
+
+    def one(match: re.Match[str]) -> str:
+        return quoted(resolve_param({"from": match.group(1)}, evidence))
+
+    return PLACEHOLDER.sub(one, template)
+
+
 def resolve_param(spec: Any, evidence: dict[str, Evidence]) -> Any:
-    """A literal, or ``{from: key.path, default?, scale?, add?, min?, max?, round_to?}`` over
-    evidence (``alert.labels.X`` reads the alert's labels)."""
+    """A literal, ``{template: '...{key.path}...'}``, or ``{from: key.path, default?, scale?,
+    add?, min?, max?, round_to?}`` over evidence (``alert.labels.X`` reads the alert's labels)."""
+    if isinstance(spec, dict) and "template" in spec:
+        return render_template(str(spec["template"]), evidence)
     if not (isinstance(spec, dict) and "from" in spec):
         return spec
     key, _, path = str(spec["from"]).partition(".")

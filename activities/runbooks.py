@@ -3,6 +3,8 @@
 Runbooks are YAML data (``runbooks/`` plus any ``runbook_dirs`` the user adds; a user runbook with
 the same name replaces the built-in one). A runbook that names an unknown tool, uses a write tool as
 a diagnostic or refers to evidence it never gathers is rejected at load time with the file and key.
+A diagnostic may read another service (evidence from Prometheus for a container's incident): it runs
+on that service's target (``on:``, or its only one), resolved at triage.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from activities.catalog import Catalog
-from activities.planner import ALERT_KEY
+from activities.planner import ALERT_KEY, PLACEHOLDER, TARGET_KEY
 from core.models import Alert, Runbook
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "runbooks"
@@ -30,10 +32,18 @@ def _alert_only(params: dict[str, object], where: str) -> list[str]:
     for name, value in params.items():
         if isinstance(value, dict) and "from" in value:
             source = str(value["from"]).split(".", 1)[0]
-            if source != ALERT_KEY:
+            if source not in (ALERT_KEY, TARGET_KEY):
                 problems.append(
-                    f"{where}.params.{name}.from: only alert.* can be used here, not {source!r}"
+                    f"{where}.params.{name}.from: only alert.* or target.* can be used here, "
+                    f"not {source!r}"
                 )
+        if isinstance(value, dict) and "template" in value:
+            for ref in PLACEHOLDER.findall(str(value["template"])):
+                if ref.split(".", 1)[0] not in (ALERT_KEY, TARGET_KEY):
+                    problems.append(
+                        f"{where}.params.{name}.template: only {{alert.*}} or {{target.*}} can "
+                        f"be used here, not {{{ref}}}"
+                    )
     return problems
 
 
@@ -49,8 +59,8 @@ def _problems(runbook: Runbook, catalog: Catalog) -> list[str]:
             problems.append(f"diagnostics.{i}.tool: unknown tool {step.tool!r}")
         elif catalog.get(step.tool).is_write:
             problems.append(f"diagnostics.{i}.tool: {step.tool} is a write tool")
-        elif catalog.get(step.tool).service != runbook.service:
-            problems.append(f"diagnostics.{i}.tool: {step.tool} is not a {runbook.service} tool")
+        elif step.on and catalog.get(step.tool).service == runbook.service:
+            problems.append(f"diagnostics.{i}.on: only a step of another service names a target")
     for i, rem in enumerate(runbook.remediations):
         if rem.tool not in catalog:
             problems.append(f"remediations.{i}.tool: unknown tool {rem.tool!r}")

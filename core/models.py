@@ -658,6 +658,15 @@ class RunbookStep(Model):
     key: str
     tool: str
     params: dict[str, Any] = Field(default_factory=dict)
+    on: str = Field(
+        default="",
+        description="a step of another service (prometheus.query for a container's incident): "
+        "the name of that service's target to read; default: its only target",
+    )
+    target: TargetRef | None = Field(
+        default=None,
+        description="set at triage for a step of another service: the target it reads",
+    )
 
 
 class Runbook(Model):

@@ -50,10 +50,16 @@ ESCALATE_UNREACHABLE = "escalate-unreachable"
 apply nothing and wait out the verification timeout)."""
 
 
+def own(triage: Triage, evidence: list[Evidence]) -> list[Evidence]:
+    """The evidence read from the incident's own target (not another service's metrics)."""
+    return [e for e in evidence if e.tool.split(".", 1)[0] == triage.service]
+
+
 def unreachable(triage: Triage, evidence: list[Evidence]) -> str:
     """Why nothing can be done, when every diagnostic failed to reach the target (or was refused
     its credentials); empty otherwise."""
     cut = {ToolErrorKind.UNREACHABLE, ToolErrorKind.UNAUTHORIZED}
+    evidence = own(triage, evidence)
     if not evidence or not all(not e.ok and e.error and e.error.kind in cut for e in evidence):
         return ""
     first = evidence[0].error
@@ -106,7 +112,12 @@ class IncidentWorkflow(IncidentFlow):
         found = await self.diagnose(triage)
         cut_off = unreachable(triage, found)
         waits = deferred and triage.runbook.waits_for_target  # the parent's own incident
-        if cut_off and deferred and not waits and topology.waits_for_parent(triage, found):
+        if (
+            cut_off
+            and deferred
+            and not waits
+            and topology.waits_for_parent(triage, own(triage, found))
+        ):
             self.quiet = True  # one notification for the parent, none per child
             if await self.parent.wait(self, triage, cut_off):
                 found = await self.diagnose(triage)
@@ -155,7 +166,10 @@ class IncidentWorkflow(IncidentFlow):
         assert triage.runbook is not None and triage.target is not None
         steps = triage.runbook.diagnostics
         calls = [
-            self.read(ToolCall(tool=step.tool, target=triage.target, params=step.params), step.key)
+            self.read(
+                ToolCall(tool=step.tool, target=step.target or triage.target, params=step.params),
+                step.key,
+            )
             for step in steps
         ]
         results = await asyncio.gather(*calls)
