@@ -63,6 +63,9 @@ bench: system-deps venv
 clean:
 	rm -rf $(VENV) .homelab .pytest_cache .mypy_cache .ruff_cache
 
-# Mutation testing of the redaction (tests/mutate.py): prints killed/total and every survivor.
+# Mutation testing of the safety modules (tests/mutate.py): redaction, the policy, the
+# verification expectations and LLM plan validation; each holds at zero survivors beyond the
+# equivalents its test lists. `python -m tests.mutate MODULE TESTS` prints one module's report.
 mutate: venv
-	$(PY) -m tests.mutate core.redact tests.unit.test_redact
+	$(VENV)/bin/pytest -q tests/unit/test_redact_mutants.py tests/unit/test_safety_mutants.py \
+		tests/unit/test_plan_validation_mutants.py
