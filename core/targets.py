@@ -484,7 +484,11 @@ class UnifiTarget(Target):
     username: str
     password: SecretStr | None = None
     password_file: Path | None = None
-    site: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    unifi_site: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the UniFi Network site (the controller's own notion; `site` is the worker's)",
+    )
     unifi_os: bool = Field(
         default=False, description="a UniFi OS console (UDM, Cloud Key G2): /proxy/network paths"
     )

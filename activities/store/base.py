@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -173,8 +174,17 @@ class StoreBase:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """The busy timeout first, so what follows waits for another process's lock; switching a new
+    file to WAL can still be refused at once while another process does it: retried."""
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    for attempt in range(50):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.02 * (attempt + 1))
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

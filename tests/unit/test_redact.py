@@ -351,6 +351,9 @@ def test_installed_redaction_covers_every_handler() -> None:
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        # From the plain factory: one installed earlier in this process (a stack another test
+        # ran) would redact on its own and hide a factory that does not.
+        logging.setLogRecordFactory(logging.LogRecord)
         module._installed = False
         install_log_redaction()
         install_log_redaction()  # idempotent: one factory, not two
@@ -362,7 +365,7 @@ def test_installed_redaction_covers_every_handler() -> None:
         assert lines and "log-bearer" not in lines[0] and "Bearer ***" in lines[0]
         assert "log-gh" not in lines[1] and "GITHUB_TOKEN=***" in lines[1]
         factory = logging.getLogRecordFactory()
-        assert factory is not before_factory
+        assert factory is not logging.LogRecord
         install_log_redaction()
         assert logging.getLogRecordFactory() is factory
     finally:

@@ -93,6 +93,15 @@ class LabRepo:
             handle.write(b"X" * 24)
         return target
 
+    def _lock_taken(self, locks: Path) -> bool:
+        """The lock exists as restic itself lists it (a file appearing in ``locks/`` may still be
+        half written: killed then, restic would find no lock at all)."""
+        if not (locks.is_dir() and any(locks.iterdir())):
+            return False
+        if self.kind != "restic":
+            return True
+        return bool(self.run("list", "locks", "--no-lock").strip())
+
     def leave_stale_lock(self) -> int:
         """Start a backup that holds the repository's lock, kill it with SIGKILL and reap it:
         the lock stays behind with a pid that no longer runs. Returns that pid."""
@@ -122,7 +131,7 @@ class LabRepo:
         )
         locks = self.path / ("locks" if self.kind == "restic" else "lock.exclusive")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (locks.is_dir() and any(locks.iterdir())):
+        while time.monotonic() < deadline and not self._lock_taken(locks):
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()  # reaped: the pid is gone, not a zombie

@@ -122,7 +122,7 @@ class UnifiClient:
         return cast(list[Any], body.get("data") or [])
 
     def site(self, path: str) -> str:
-        return f"/api/s/{self.target.site}{path}"
+        return f"/api/s/{self.target.unifi_site}{path}"
 
     async def devices(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], await self.call("GET", self.site("/stat/device")))
@@ -198,9 +198,11 @@ async def probe_async(target: UnifiTarget) -> str:
     finally:
         await client.aclose()
     names = [s.get("name") for s in sites]
-    if target.site not in names:
-        raise ToolFailure(ToolErrorKind.NOT_FOUND, f"no site {target.site!r} (sites: {names})")
-    return f"UniFi Network, site {target.site}: {len(devices)} devices"
+    if target.unifi_site not in names:
+        raise ToolFailure(
+            ToolErrorKind.NOT_FOUND, f"no site {target.unifi_site!r} (sites: {names})"
+        )
+    return f"UniFi Network, site {target.unifi_site}: {len(devices)} devices"
 
 
 def probe(target: UnifiTarget) -> str:

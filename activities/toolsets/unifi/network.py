@@ -49,7 +49,7 @@ async def devices(ctx: ToolContext[NoParams]) -> dict[str, Any]:
         + (f" ({', '.join(str(d) for d in down)})" if down else ""),
     }
     if ctx.ref.resource:
-        one = describe(find(found, ctx.ref.resource, client.target.site), found)
+        one = describe(find(found, ctx.ref.resource, client.target.unifi_site), found)
         data["device"] = one
         data["_summary"] = (
             f"{one['kind']} {one['name']} ({one['model']}) {one['state']}, up "
@@ -68,7 +68,7 @@ async def clients(ctx: ToolContext[NoParams]) -> dict[str, Any]:
     client = client_for(ctx)
     stations = await client.call("GET", client.site("/stat/sta"))
     if ctx.ref.resource:
-        mac = find(await client.devices(), ctx.ref.resource, client.target.site)["mac"]
+        mac = find(await client.devices(), ctx.ref.resource, client.target.unifi_site)["mac"]
         stations = [s for s in stations if mac in (s.get("ap_mac"), s.get("sw_mac"))]
     per_ap: dict[str, int] = {}
     for station in stations:
@@ -125,8 +125,8 @@ async def alarms(ctx: ToolContext[NoParams]) -> dict[str, Any]:
 async def capture_device(ctx: ToolContext[Any]) -> dict[str, Any]:
     client = client_for(ctx)
     found = await client.devices()
-    one = describe(find(found, ctx.ref.resource, client.target.site), found)
-    return one | {"site": client.target.site, "captured_at": time.time()}
+    one = describe(find(found, ctx.ref.resource, client.target.unifi_site), found)
+    return one | {"site": client.target.unifi_site, "captured_at": time.time()}
 
 
 def _restart_preview(ctx: ToolContext[Any], b: dict[str, Any]) -> str:
@@ -183,7 +183,7 @@ class PortParams(BaseModel):
 async def _capture_port(ctx: ToolContext[PortParams]) -> dict[str, Any]:
     client = client_for(ctx)
     found = await client.devices()
-    raw = find(found, ctx.ref.resource, client.target.site)
+    raw = find(found, ctx.ref.resource, client.target.unifi_site)
     switch = describe(raw, found)
     if switch["kind"] not in ("switch", "console", "gateway"):
         raise ToolFailure(
@@ -215,7 +215,7 @@ async def _capture_port(ctx: ToolContext[PortParams]) -> dict[str, Any]:
     ]
     device = attached[0] if attached else None
     return {
-        "site": client.target.site,
+        "site": client.target.unifi_site,
         "switch": switch["name"],
         "switch_mac": switch["mac"],
         "switch_model": switch["model"],
@@ -258,7 +258,7 @@ async def power_cycle_port(ctx: ToolContext[PortParams]) -> dict[str, Any]:
     client = client_for(ctx)
     if before["device"]:
         found = await client.devices()
-        now = describe(find(found, before["device"]["mac"], client.target.site), found)
+        now = describe(find(found, before["device"]["mac"], client.target.unifi_site), found)
         if _rebooted(before, now):  # a retried activity: the device already came back
             return {"device": now, "_summary": f"{now['name']} already rebooted by this change"}
     await client.call(
