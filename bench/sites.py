@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.report import summary, write
 from bench.restore import run
 from bench.services import BIN, deployment, incident_result, launched
-from core.models import Outcome
+from core.models import IncidentState, Outcome
 from workers.lab.dockerd import DockerEngine
 from workflows import search_attributes
 
@@ -117,6 +117,7 @@ async def main(n: int) -> dict[str, Any]:
             {"name": site, "url": engines[site].url, "site": site, "watch_events": False}
             for site in SITES
         ],
+        worker={"metrics_port": 0},  # three workers on one host here; one per host in real life
     )
     try:
         with launched(dep, "worker", "intake"):
@@ -135,7 +136,13 @@ async def main(n: int) -> dict[str, Any]:
             workers["west"] = dep.launch("worker", "--site", "west")
 
             async def close(fp: str) -> tuple[Any, float]:
-                state = await incident_result(client, f"incident-{fp}", timeout=300)
+                try:
+                    state = await incident_result(client, f"incident-{fp}", timeout=180)
+                except TimeoutError:
+                    state = await client.get_workflow_handle(f"incident-{fp}").query(
+                        "state", result_type=IncidentState
+                    )
+                    print(f"incident-{fp} still open: {state.phase.value} {state.notes[-3:]}")
                 return state, time.monotonic() - posted
 
             results = await asyncio.gather(*(close(fp) for fp, _, _ in alerts))
@@ -156,6 +163,9 @@ async def main(n: int) -> dict[str, Any]:
             }
     finally:
         dep.stop()
+        for proc in dep.processes:
+            if proc.popen.returncode not in (0, -9, -15, None):  # -9: the one killed on purpose
+                print(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail(15)}")
         await env.shutdown()
         for site in SITES:
             engines[site].stop()
