@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -78,7 +79,7 @@ def settings_on(env: WorkflowEnvironment, tmp: Path, task_queue: str, **sections
 class SweepRuns:
     """Two triggered runs of a sweep schedule: what they returned and the incidents they left."""
 
-    applied: dict[str, str]
+    applied: Mapping[str, str]
     listed: dict[str, Any]
     expected: list[Alert]
     run_id: str

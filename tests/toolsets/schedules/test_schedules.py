@@ -107,7 +107,19 @@ async def test_forecast_schedule_opens_and_resolves_incidents(
         assert state.triage and state.triage.runbook
         assert state.triage.runbook.name == "docker-predicted-exhaustion"
         assert str(state.triage.target) == "docker:lab"
-        assert state.outcome is Outcome.ESCALATED  # the engine is unreachable: a human decides
+        # Every mount's finding is the engine's one disk problem: one incident owns it (the
+        # engine is unreachable: a human decides), the others joined it.
+        states = [
+            await asyncio.wait_for(
+                client.get_workflow_handle(r.workflow_id, result_type=IncidentState).result(), 90
+            )
+            for r in firing.values()
+        ]
+        (owner,) = [s for s in states if s.outcome is Outcome.ESCALATED]
+        members = [s for s in states if s is not owner]
+        assert all(s.outcome is Outcome.JOINED for s in members), [s.outcome for s in members]
+        assert {s.joined_to for s in members} <= {owner.workflow_id}
+        assert state.outcome in (Outcome.ESCALATED, Outcome.JOINED)
 
         # A rerun: the same findings, no second incident for a closed one (repeat_interval).
         _, again = await run_once(client, handle)
