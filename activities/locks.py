@@ -23,21 +23,25 @@ from core.models import LockGrant, LockRequest, LockState, lock_workflow_id
 log = logging.getLogger(__name__)
 
 
+async def workflow_running(client: Client, workflow_id: str, run_id: str) -> bool:
+    """Whether a holder's (a lock's, a problem's) workflow run still runs: a closed one loses
+    what it held."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id, run_id=run_id or None).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return desc.status is WorkflowExecutionStatus.RUNNING
+
+
 class LockActivities:
     def __init__(self, client: Client, store: Store) -> None:
         self.client = client
         self.store = store
 
     async def _running(self, workflow_id: str, run_id: str) -> bool:
-        try:
-            desc = await self.client.get_workflow_handle(
-                workflow_id, run_id=run_id or None
-            ).describe()
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return desc.status is WorkflowExecutionStatus.RUNNING
+        return await workflow_running(self.client, workflow_id, run_id)
 
     @activity.defn(name=contracts.LOCK_TAKE.name)
     async def take(self, request: LockRequest) -> LockGrant:

@@ -12,9 +12,9 @@ import asyncio
 import logging
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
+from activities.locks import workflow_running
 from activities.store import Store
 from core import contracts
 from core.metrics import ALERTS_JOINED
@@ -28,17 +28,6 @@ class ProblemActivities:
         self.client = client
         self.store = store
 
-    async def _running(self, workflow_id: str, run_id: str) -> bool:
-        try:
-            desc = await self.client.get_workflow_handle(
-                workflow_id, run_id=run_id or None
-            ).describe()
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return desc.status is WorkflowExecutionStatus.RUNNING
-
     @activity.defn(name=contracts.PROBLEM_CLAIM.name)
     async def claim(self, request: ProblemClaimRequest) -> ProblemClaim:
         """Own the problem, or name the running incident that does (and map the alert to it)."""
@@ -47,7 +36,9 @@ class ProblemActivities:
             self.store.problem_claim, r.key, r.target, r.incident_type, r.workflow_id, r.run_id
         )
         note = ""
-        if owner is not None and not await self._running(owner.workflow_id, owner.run_id):
+        if owner is not None and not await workflow_running(
+            self.client, owner.workflow_id, owner.run_id
+        ):
             if await asyncio.to_thread(
                 self.store.problem_take_over, r.key, owner, r.workflow_id, r.run_id
             ):
